@@ -395,7 +395,9 @@ def decode_cancel(body: bytes, request_id: str) -> CancelResult:
     outcome = wire.outcome or wire.status
     if outcome is None:
         raise ValueError("cancel answer names no outcome")
-    return CancelResult(request_id=wire.request_id or request_id, outcome=outcome, status=wire.status)
+    return CancelResult(
+        request_id=wire.request_id or request_id, outcome=outcome, status=wire.status
+    )
 
 
 def decode_model_info(body: bytes) -> ModelInfo:

@@ -1,0 +1,214 @@
+"""When to retry, how long to wait, and the session-wide pause after a 429.
+
+The backoff is pure maths (:func:`backoff_delay`), so it is tested without waiting.
+Which failures are retried is decided by *could the server already have acted?*:
+
+- reads (status, result, catalog) and cancel: on any transport error, 408, 429 and 5xx —
+  repeating them is harmless (cancelling twice is a no-op);
+- submit: only when the request provably never reached the server (connect refused,
+  DNS, connect timeout) or the server refused it (429). Anything ambiguous is the
+  caller's to decide (:class:`~runcomfy_async.SubmitUncertainError`), because the API
+  has no idempotency key and a retried submit can bill twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol, TypeVar
+
+import anyio
+import msgspec
+
+from ._errors import (
+    ConnectError,
+    ConnectTimeoutError,
+    RateLimitError,
+    RequestTimeoutError,
+    RunComfyError,
+    ServerError,
+    TransportError,
+)
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "Backpressure",
+    "RetryEvent",
+    "RetryHook",
+    "RetryPolicy",
+    "backoff_delay",
+    "is_retryable_read",
+    "is_retryable_submit",
+    "retry_after_of",
+    "retrying",
+]
+
+logger: Final = logging.getLogger("runcomfy_async")
+
+T = TypeVar("T")
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How reads (and provably-unsent submits) are retried.
+
+    The wait before retry ``n`` (1-based) is drawn uniformly from
+    ``[0, min(max_delay, initial * multiplier ** (n - 1))]`` ("full jitter"), unless the
+    server sent ``Retry-After``, which is honoured up to ``max_retry_after``.
+
+    Attributes:
+        attempts: Attempts in all, the first included (1 disables retrying).
+        initial: The first backoff ceiling, in seconds (0 retries at once: for tests).
+        multiplier: How fast the ceiling grows.
+        max_delay: The largest ceiling.
+        max_retry_after: The longest ``Retry-After`` honoured; longer asks are capped.
+        budget: Wall-clock seconds one call may spend on all its attempts and waits.
+        jitter: Draw the wait at random below the ceiling (recommended: it keeps
+            thousands of clients from retrying in lock-step).
+    """
+
+    attempts: int = 5
+    initial: float = 0.5
+    multiplier: float = 2.0
+    max_delay: float = 20.0
+    max_retry_after: float = 60.0
+    budget: float = 120.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"attempts must be an integer >= 1, got {self.attempts!r}")
+        for name in ("initial", "max_delay", "max_retry_after", "budget"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
+
+
+DEFAULT_RETRY: Final = RetryPolicy()
+
+
+def backoff_delay(
+    policy: RetryPolicy, retry: int, *, retry_after: float | None = None, rand: float = 1.0
+) -> float:
+    """Return the seconds to wait before retry number ``retry`` (1-based).
+
+    Args:
+        policy: The policy in force.
+        retry: Which retry this is: 1 for the first.
+        retry_after: Seconds the server asked for, if it did.
+        rand: A number in ``[0, 1]``; the jitter draw (1.0 gives the ceiling).
+    """
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), policy.max_retry_after)
+    ceiling = min(policy.max_delay, policy.initial * policy.multiplier ** (retry - 1))
+    return ceiling * rand if policy.jitter else ceiling
+
+
+def is_retryable_read(exc: RunComfyError) -> bool:
+    """Whether a read (or cancel) that failed this way is worth another attempt."""
+    return isinstance(exc, TransportError | RequestTimeoutError | RateLimitError | ServerError)
+
+
+def is_retryable_submit(exc: RunComfyError) -> bool:
+    """Whether a submit that failed this way certainly created no job."""
+    return isinstance(exc, ConnectError | ConnectTimeoutError | RateLimitError)
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The server's ``Retry-After`` for this failure, in seconds, if it sent one."""
+    return exc.retry_after if isinstance(exc, RateLimitError) else None
+
+
+class RetryEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What a retry hook is told before each wait.
+
+    Attributes:
+        route: The route being retried.
+        request_id: The job, if the call concerns one.
+        retry: Which retry comes next (1-based).
+        delay: Seconds the client will wait first.
+        error: The failure that caused it, as one line.
+    """
+
+    route: str
+    request_id: str | None
+    retry: int
+    delay: float
+    error: str
+
+
+class RetryHook(Protocol):
+    """Called before every retry wait; for metrics and logs. Must not raise."""
+
+    def __call__(self, event: RetryEvent) -> None: ...
+
+
+class Backpressure:
+    """A session-wide pause: after a 429 every request of the session waits it out.
+
+    Without it, 10 000 tasks that each meet a 429 would each back off on their own and
+    keep hammering the server; with it the whole session slows down together.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` from now (never shortens a pause)."""
+        self._until = max(self._until, self._clock() + seconds)
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left in the current pause (0 when none)."""
+        return max(0.0, self._until - self._clock())
+
+    async def wait(self) -> None:
+        """Sleep until the current pause is over; return at once when there is none."""
+        # A loop, not an Event: another 429 may extend the pause while we sleep.
+        while (left := self._until - self._clock()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(left)
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    retryable: Callable[[RunComfyError], bool],
+    backpressure: Backpressure,
+    route: str,
+    request_id: str | None = None,
+    hook: RetryHook | None = None,
+) -> T:
+    """Run ``call`` until it succeeds, fails for good, or the policy is spent.
+
+    Raises:
+        RunComfyError: The last failure, when it is not retryable or no attempt or
+            budget is left.
+    """
+    deadline = time.monotonic() + policy.budget
+    retry = 0
+    while True:
+        await backpressure.wait()
+        try:
+            return await call()
+        except RunComfyError as exc:
+            retry += 1
+            if not retryable(exc) or retry >= policy.attempts:
+                raise
+            hinted = retry_after_of(exc)
+            delay = backoff_delay(policy, retry, retry_after=hinted, rand=random.random())
+            if isinstance(exc, RateLimitError):
+                backpressure.pause(delay)
+            if time.monotonic() + delay > deadline:
+                raise
+            event = RetryEvent(
+                route=route, request_id=request_id, retry=retry, delay=delay, error=str(exc)
+            )
+            logger.info("retrying %s in %.2f s (retry %d): %s", route, delay, retry, exc)
+            if hook is not None:
+                hook(event)
+            if not isinstance(exc, RateLimitError):
+                await anyio.sleep(delay)

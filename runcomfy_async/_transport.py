@@ -1,0 +1,354 @@
+"""The one place aiohttp is used at run time: the session, auth, and error mapping.
+
+Every aiohttp exception is translated here into the :mod:`._errors` tree and nowhere
+else (httpcore's ``map_exceptions`` pattern), with the question that matters for money
+answered by the class: did the request possibly reach the server? The token is attached
+per request, and only to URLs built from ``base_url``; the session has no default
+``Authorization`` header, so downloads and any server-supplied URL on another host never
+see it. Redirects are never followed on API calls, for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import ipaddress
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Final
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from ._config import Limits, Timeouts
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConnectError,
+    ConnectTimeoutError,
+    InsufficientBalanceError,
+    InvalidInputError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ReadTimeoutError,
+    RequestTimeoutError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from ._types import decode_error_envelope
+from ._version import __version__
+
+__all__ = ["Response", "StreamResponse", "Transport", "check_base_url", "is_loopback"]
+
+USER_AGENT: Final = f"runcomfy-async/{__version__}"
+
+_BY_CODE: Final[dict[int, type[APIStatusError]]] = {
+    400001: BadRequestError,
+    400002: InsufficientBalanceError,
+    400004: AuthenticationError,
+    403001: PermissionDeniedError,
+    404001: NotFoundError,
+}
+_BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientBalanceError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    422: InvalidInputError,
+    429: RateLimitError,
+}
+_ERROR_CODE_MARK: Final = b'"error_code"'
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine (plain ``http://`` is allowed only there)."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str) -> URL:
+    """Parse and vet the API base URL.
+
+    Raises:
+        ValueError: Not an absolute URL, or plain ``http://`` to a host other than loopback
+            (the token would cross the network in clear).
+    """
+    url = URL(base_url.rstrip("/"))
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise ValueError(
+            f"base_url {base_url!r} uses plain http to a non-loopback host; "
+            "the API token would travel unencrypted. Use https."
+        )
+    if url.query_string or url.fragment:
+        raise ValueError(f"base_url must not carry a query or fragment, got {base_url!r}")
+    return url
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Response(msgspec.Struct, frozen=True):
+    """A successful (2xx) API answer, read in full."""
+
+    status: int
+    body: bytes
+
+
+def _status_error(
+    *,
+    status: int,
+    body: bytes,
+    route: str,
+    request_id: str | None,
+    retry_after: float | None,
+) -> APIStatusError:
+    envelope = decode_error_envelope(body)
+    code = envelope.error_code if envelope else None
+    cls = _BY_CODE.get(code) if code is not None else None
+    effective = status
+    if status < 300 and code is not None:
+        # A 200 carrying an error_code: the code's first three digits are the status.
+        effective = code // 1000 if 100 <= code // 1000 <= 599 else 500
+    if cls is None:
+        cls = _BY_STATUS.get(effective)
+    if cls is None:
+        cls = ServerError if effective >= 500 else APIStatusError
+    fields = {
+        "route": route,
+        "status": status,
+        "request_id": request_id,
+        "error_code": code,
+        "error_message": envelope.text if envelope else None,
+        "detail": envelope.detail if envelope else None,
+    }
+    if cls is RateLimitError:
+        return RateLimitError(retry_after=retry_after, **fields)
+    return cls(**fields)
+
+
+class StreamResponse:
+    """An open download: status, headers, and the body as chunks."""
+
+    def __init__(self, response: aiohttp.ClientResponse, route: str) -> None:
+        self._response = response
+        self._route = route
+        self.status: int = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self.url: str = str(response.url)
+
+    async def chunks(self, size: int = 1 << 16) -> AsyncIterator[bytes]:
+        """Yield the body in chunks of at most ``size`` bytes.
+
+        Raises:
+            NetworkError: The connection broke mid-body.
+            ReadTimeoutError: No bytes arrived within the download read timeout.
+        """
+        with _mapped(self._route, None):
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+
+
+@contextlib.contextmanager
+def _mapped(route: str, request_id: str | None) -> Iterator[None]:
+    """Translate aiohttp's exceptions into ours, at exactly this boundary."""
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise ConnectTimeoutError(
+            f"connection timed out ({exc.__class__.__name__})", route=route, request_id=request_id
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ConnectError(
+            f"could not connect to {exc.host}:{exc.port} ({exc.os_error.__class__.__name__})",
+            route=route,
+            request_id=request_id,
+        ) from exc
+    except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        raise ReadTimeoutError(
+            "no answer within the read timeout", route=route, request_id=request_id
+        ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise NetworkError(
+            f"connection broke ({exc.__class__.__name__})", route=route, request_id=request_id
+        ) from exc
+
+
+class Transport:
+    """Sends one HTTP attempt and returns a 2xx body or raises a typed error.
+
+    It knows nothing of retries, statuses or payload shapes. The aiohttp session is made
+    on first use, inside the running loop, and bounded by ``limits``.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        base_url: str,
+        timeouts: Timeouts,
+        limits: Limits,
+        trust_env: bool = True,
+    ) -> None:
+        self._base = check_base_url(base_url)
+        self._auth: Final = f"Bearer {token}"
+        self._limits = limits
+        self._trust_env = trust_env
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        # aiohttp's 300 s total default must never apply: total=None. ``connect`` is left
+        # unset because it also counts waiting for a pooled connection, which is bounded
+        # elsewhere (submit limiter, poll budget); sock_connect bounds the TCP connect.
+        self._api_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+        self._download_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.download_read
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API origin and path prefix every API call is built on."""
+        return str(self._base)
+
+    def __repr__(self) -> str:
+        return f"<Transport base_url={self.base_url!r}>"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections,
+                limit_per_host=self._limits.max_connections_per_host,
+                keepalive_timeout=self._limits.keepalive,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._api_timeout,
+                headers={"User-Agent": USER_AGENT},
+                trust_env=self._trust_env,
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        request_id: str | None = None,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one attempt to ``base_url + path``; return the 2xx answer.
+
+        Raises:
+            TransportError: No answer (see the subclasses for whether it was sent).
+            APIStatusError: An error answer, including a 200 carrying an ``error_code``,
+                and a redirect (never followed: it could carry the token elsewhere).
+        """
+        session = self._get_session()
+        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=False)
+        headers = {"Authorization": self._auth}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        with _mapped(route, request_id):
+            async with session.request(
+                method,
+                url,
+                data=body,
+                params=params,
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                payload = await resp.read()
+                status = resp.status
+                retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+                location = resp.headers.get("Location")
+        if 200 <= status < 300:
+            if _ERROR_CODE_MARK in payload:
+                envelope = decode_error_envelope(payload)
+                if envelope is not None and envelope.error_code is not None:
+                    raise _status_error(
+                        status=status,
+                        body=payload,
+                        route=route,
+                        request_id=request_id,
+                        retry_after=retry_after,
+                    )
+            return Response(status=status, body=payload)
+        if 300 <= status < 400:
+            raise UnexpectedResponseError(
+                route=route,
+                status=status,
+                request_id=request_id,
+                error_message=f"redirect to {location!r} not followed",
+            )
+        raise _status_error(
+            status=status,
+            body=payload,
+            route=route,
+            request_id=request_id,
+            retry_after=retry_after,
+        )
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str] | None = None, route: str = "GET output"
+    ) -> AsyncIterator[StreamResponse]:
+        """Open a GET to an output file URL, with no ``Authorization`` header.
+
+        Output files live on RunComfy storage and are public; the token must never go
+        there, whatever host it is.
+
+        Raises:
+            TransportError: The connection failed or broke.
+        """
+        session = self._get_session()
+        sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        with _mapped(route, None):
+            resp = await session.get(
+                URL(url, encoded=True), headers=sent, timeout=self._download_timeout
+            )
+        # Only opening is mapped here: errors raised by the caller's own code (say, a full
+        # disk) must pass through untranslated.
+        try:
+            yield StreamResponse(resp, route)
+        finally:
+            resp.close()
+
+    async def aclose(self) -> None:
+        """Close the pool; idempotent."""
+        self._closed = True
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+            # Let SSL transports finish closing (aiohttp's documented graceful shutdown).
+            await asyncio.sleep(0)
