@@ -1,7 +1,103 @@
-"""runcomfy_async: an asyncio-native client for RunComfy's Model API (placeholder, being wired)."""
+"""runcomfy_async: an asyncio-native client for RunComfy's Model API.
+
+Submit a job, watch it move ``in_queue → in_progress → completed``, collect typed
+outputs, download the files — safely, for one job or ten thousand::
+
+    async with Client() as client:
+        result = await client.run("wan-ai/wan-2-5/image-to-video", {"prompt": "…", "img_url": "…"})
+        await client.download(result, "out/")
+
+Only asyncio is supported (aiohttp is asyncio-only).
+"""
 
 from __future__ import annotations
 
+from ._client import TOKEN_ENV, Client, RequestHandle
+from ._config import Limits, Timeouts
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConnectError,
+    ConnectTimeoutError,
+    InputValidationError,
+    InsufficientBalanceError,
+    InvalidInputError,
+    JobCancelledError,
+    JobError,
+    JobFailedError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ReadTimeoutError,
+    RequestTimeoutError,
+    RunComfyError,
+    ServerError,
+    SubmitUncertainError,
+    TransportError,
+    UnexpectedResponseError,
+    WaitTimeoutError,
+)
+from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
+from ._polling import PollPolicy
+from ._retry import RetryEvent, RetryPolicy
+from ._types import (
+    CancelOutcome,
+    CancelResult,
+    JobState,
+    ModelInfo,
+    Output,
+    Result,
+    Status,
+)
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelOutcome",
+    "CancelResult",
+    "Cancelled",
+    "Client",
+    "Completed",
+    "ConnectError",
+    "ConnectTimeoutError",
+    "Event",
+    "Failed",
+    "InProgress",
+    "InputValidationError",
+    "InsufficientBalanceError",
+    "InvalidInputError",
+    "JobCancelledError",
+    "JobError",
+    "JobFailedError",
+    "JobState",
+    "Limits",
+    "ModelInfo",
+    "NetworkError",
+    "NotFoundError",
+    "Output",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "Queued",
+    "RateLimitError",
+    "ReadTimeoutError",
+    "RequestHandle",
+    "RequestTimeoutError",
+    "Result",
+    "RetryEvent",
+    "RetryPolicy",
+    "RunComfyError",
+    "ServerError",
+    "Status",
+    "SubmitUncertainError",
+    "TOKEN_ENV",
+    "Timeouts",
+    "TransportError",
+    "UnexpectedResponseError",
+    "UnknownStatus",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,551 @@
+"""Output downloads: streamed, capped, retried, resumed, and committed all at once.
+
+Each file is streamed into a hidden temporary file in ``dest`` (``.{name}.part-{random}``),
+chunk writes run off the event loop, and nothing is renamed into place until *every* file
+of the call has arrived whole and been fsync'd. Any failure or cancellation removes every
+temporary file, so an interrupted call leaves nothing behind.
+
+Output URLs are public storage URLs: no ``Authorization`` header ever goes there (the
+transport strips it), ``https`` is allowed to any host and plain ``http`` only to loopback,
+the same rule as the API base URL. File names come from the URL but are made safe (see
+:func:`safe_name`), and every final path is checked to sit directly inside ``dest``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import random
+import re
+import secrets
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Final, Protocol
+from urllib.parse import unquote, urlsplit
+
+import anyio
+
+from ._errors import NetworkError, RunComfyError, TransportError, UnexpectedResponseError
+from ._retry import DEFAULT_RETRY, RetryPolicy, backoff_delay, is_retryable_read, retry_after_of
+from ._transport import _parse_retry_after, _status_error, is_loopback
+from ._types import JobState, Output, Result
+
+if TYPE_CHECKING:
+    from typing import IO
+
+    from ._transport import StreamResponse, Transport
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_BYTES",
+    "DownloadProgress",
+    "DownloadTooLargeError",
+    "download",
+    "plan_names",
+    "safe_name",
+]
+
+logger: Final = logging.getLogger("runcomfy_async")
+
+DEFAULT_CHUNK_SIZE: Final = 256 * 1024
+"""Bytes read per chunk and buffered per write: one size for both, to bound thread hops."""
+DEFAULT_CONCURRENCY: Final = 4
+DEFAULT_MAX_BYTES: Final = 2 * 1024**3
+"""Per-file size cap: 2 GiB, well above any Wan video, well below a full disk."""
+
+_MAX_NAME_BYTES: Final = 200  # 255 is the usual limit; leave room for ".part-…" and "-N"
+_SUFFIX: Final = re.compile(r"\.[A-Za-z0-9]{1,10}$")
+_FORBIDDEN: Final = re.compile(r'[<>:"|?*]')  # not allowed in Windows file names
+_RESERVED: Final = frozenset(
+    {
+        "CON",
+        "PRN",
+        "AUX",
+        "NUL",
+        *(f"COM{i}" for i in range(1, 10)),
+        *(f"LPT{i}" for i in range(1, 10)),
+    }
+)
+_CONTENT_RANGE: Final = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+# Only types an output can plausibly have; the mimetypes module would read /etc files
+# on the loop and answer differently per machine.
+_EXTENSIONS: Final = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/bmp": ".bmp",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "video/x-matroska": ".mkv",
+    "audio/mpeg": ".mp3",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/flac": ".flac",
+    "model/gltf-binary": ".glb",
+    "application/json": ".json",
+    "application/zip": ".zip",
+    "text/plain": ".txt",
+}
+
+
+class DownloadTooLargeError(RunComfyError):
+    """An output file is larger than the ``max_bytes`` cap; nothing was kept.
+
+    Attributes:
+        url: The file's URL, without its query string (which may hold a signature).
+        max_bytes: The cap in force.
+        size: The size the server announced, or ``None`` when the cap was crossed
+            mid-stream without an announced size.
+    """
+
+    def __init__(self, *, url: str, max_bytes: int, size: int | None) -> None:
+        told = f"is {size} bytes" if size is not None else "sent more bytes"
+        super().__init__(f"download of {url} refused: it {told}, over the {max_bytes}-byte cap")
+        self.url = url
+        self.max_bytes = max_bytes
+        self.size = size
+
+
+class DownloadProgress(Protocol):
+    """Told how a download advances; called on the event loop, so it must not block.
+
+    ``done`` counts bytes of the file received so far; it falls back to 0 when a retry
+    has to restart a file from scratch. ``total`` is ``None`` when the server did not
+    say. An exception raised here aborts the whole call.
+    """
+
+    def __call__(self, url: str, done: int, total: int | None) -> None: ...
+
+
+# --- names -------------------------------------------------------------------------------
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    match = _SUFFIX.search(name)
+    if match is None or match.start() == 0:
+        return name, ""
+    return name[: match.start()], match.group()
+
+
+def _cap(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode("utf-8", "ignore")
+
+
+def safe_name(url: str, index: int) -> str:
+    """Derive a safe file name from a URL's last path segment.
+
+    The segment is percent-decoded; decoded directory parts (``../``, ``a\\b``), control
+    and other unprintable characters, Windows-forbidden characters, leading dots and
+    trailing dots or spaces are removed; Windows device names get a ``_`` prefix; the
+    result is capped at 200 UTF-8 bytes, keeping the extension.
+
+    Args:
+        url: The file's URL.
+        index: The file's 1-based position, for the fallback name ``output-{index}``.
+
+    Returns:
+        A single path component, never empty, ``.`` or ``..``.
+    """
+    segment = urlsplit(url).path.rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFC", unquote(segment, errors="replace"))
+    name = re.split(r"[/\\]", name)[-1]
+    name = "".join(c for c in name if c.isprintable())
+    name = _FORBIDDEN.sub("_", name).strip(" .")
+    stem, suffix = _split_suffix(name)
+    if stem.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        stem = f"_{stem}"
+    name = _cap(stem, _MAX_NAME_BYTES - len(suffix)).rstrip(" .") + suffix
+    return name if _split_suffix(name)[0] else f"output-{index}"
+
+
+def plan_names(urls: Sequence[str]) -> list[str]:
+    """Give each URL a safe, distinct name; later duplicates get ``-2``, ``-3`` ….
+
+    Names are compared without their extension and ignoring case, so an extension added
+    later from the Content-Type, or a case-insensitive file system, cannot make two
+    files collide.
+    """
+    taken: set[str] = set()
+    names = []
+    for index, url in enumerate(urls, 1):
+        stem, suffix = _split_suffix(safe_name(url, index))
+        candidate, n = stem, 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{stem}-{n}"
+        taken.add(candidate.casefold())
+        names.append(candidate + suffix)
+    return names
+
+
+def _extension_for(content_type: str | None) -> str:
+    if not content_type:
+        return ""
+    return _EXTENSIONS.get(content_type.split(";", 1)[0].strip().lower(), "")
+
+
+def _inside(directory: Path, name: str) -> Path:
+    """``directory / name``, proven to be a direct child of the resolved ``directory``."""
+    path = directory / name
+    if name in ("", ".", "..") or PurePath(name).name != name or path.parent != directory:
+        raise ValueError(f"unsafe file name {name!r}")
+    return path
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def _collect_urls(source: Result | Output | str | Sequence[str]) -> list[str]:
+    if isinstance(source, Result):
+        if source.status is not JobState.SUCCEEDED or source.output is None:
+            raise ValueError(
+                f"request {source.request_id} has no output to download "
+                f"(status {source.raw_status!r})"
+            )
+        source = source.output
+    if isinstance(source, Output):
+        if not source.urls:
+            raise ValueError("the output holds no file URLs")
+        return list(source.urls)
+    if isinstance(source, str):
+        return [source]
+    return list(source)
+
+
+def _public(url: str) -> str:
+    """The URL without query or fragment: signed storage URLs carry secrets there."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def check_download_url(url: str) -> None:
+    """Refuse anything but https, or plain http to loopback.
+
+    Raises:
+        ValueError: Another scheme, no host, or plain http to a non-loopback host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {_public(url)!r}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError(f"refusing plain http to a non-loopback host: {_public(url)!r}")
+
+
+# --- one file ----------------------------------------------------------------------------
+
+
+class _Transfer:
+    """One file's state across attempts: its open temporary file and how far it got."""
+
+    __slots__ = ("done", "file", "route", "url", "validator")
+
+    def __init__(self, url: str, file: anyio.AsyncFile[bytes]) -> None:
+        self.url = url
+        self.file = file
+        self.route = f"GET {_public(url)}"
+        self.done = 0
+        self.validator: str | None = None  # ETag / Last-Modified, sent as If-Range
+
+    async def restart(self) -> None:
+        self.done = 0
+        await anyio.to_thread.run_sync(_rewind, self.file.wrapped)
+
+
+class _Options:
+    __slots__ = ("max_bytes", "progress", "retry")
+
+    def __init__(
+        self, max_bytes: int | None, progress: DownloadProgress | None, retry: RetryPolicy
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.progress = progress
+        self.retry = retry
+
+
+def _rewind(file: IO[bytes]) -> None:
+    file.seek(0)
+    file.truncate()
+
+
+def _sync(file: IO[bytes]) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+async def _body_total(resp: StreamResponse, t: _Transfer) -> tuple[bool, int | None]:
+    """Check the status; return whether to read this body, and the file's total size.
+
+    ``(False, None)`` means the server did not resume where asked: the file has been
+    rewound and the caller asks again from byte 0. A total of ``None`` is unknown.
+    """
+    length = _int(resp.headers.get("Content-Length"))
+    if resp.status == 200:
+        if t.done:
+            await t.restart()  # the server ignored Range: start over
+        etag = resp.headers.get("ETag")
+        strong = etag if etag and not etag.startswith("W/") else None
+        t.validator = strong or resp.headers.get("Last-Modified")
+        if resp.headers.get("Accept-Ranges", "").lower() == "none":
+            t.validator = None
+        return True, length
+    if resp.status in (206, 416):
+        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        if resp.status == 206 and match and int(match.group(1)) == t.done:
+            total = _int(match.group(3))
+            return True, total if total is not None else (t.done + length if length else None)
+        if not t.done:
+            raise UnexpectedResponseError(
+                route=t.route, status=resp.status, error_message="a range we did not ask for"
+            )
+        await t.restart()
+        return False, None
+    retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+    # Status only: a storage body is not a RunComfy envelope, and its error_code would lie.
+    raise _status_error(
+        status=resp.status, body=b"", route=t.route, request_id=None, retry_after=retry_after
+    )
+
+
+def _check_size(t: _Transfer, opts: _Options, size: int | None, *, announced: bool) -> None:
+    if opts.max_bytes is not None and size is not None and size > opts.max_bytes:
+        raise DownloadTooLargeError(
+            url=_public(t.url), max_bytes=opts.max_bytes, size=size if announced else None
+        )
+
+
+async def _pump(resp: StreamResponse, t: _Transfer, opts: _Options, total: int | None) -> None:
+    """Copy the body to the file, buffering writes; keep what arrived if the link breaks."""
+    buffer = bytearray()
+    try:
+        async for chunk in resp.chunks(DEFAULT_CHUNK_SIZE):
+            t.done += len(chunk)
+            _check_size(t, opts, t.done, announced=False)
+            buffer += chunk
+            if len(buffer) >= DEFAULT_CHUNK_SIZE:
+                await t.file.write(bytes(buffer))
+                buffer.clear()
+            if opts.progress is not None:
+                opts.progress(t.url, t.done, total)
+    except TransportError:
+        # The bytes received before a break are good; on disk, they make a resume possible.
+        await t.file.write(bytes(buffer))
+        raise
+    await t.file.write(bytes(buffer))
+    if total is not None and t.done != total:
+        raise NetworkError(f"body ended after {t.done} of {total} bytes", route=t.route)
+
+
+async def _attempt(transport: Transport, t: _Transfer, opts: _Options) -> str | None:
+    """One GET (resuming with Range when part of the file is here); the Content-Type."""
+    # identity: byte offsets for Range must be offsets in the stored file.
+    headers = {"Accept-Encoding": "identity"}
+    if t.done:
+        headers["Range"] = f"bytes={t.done}-"
+        if t.validator:
+            headers["If-Range"] = t.validator
+    async with transport.stream(t.url, headers=headers, route=t.route) as resp:
+        final = urlsplit(resp.url)
+        if final.scheme != "https" and not is_loopback(final.hostname):
+            raise UnexpectedResponseError(
+                route=t.route, status=resp.status, error_message="redirected to plain http"
+            )
+        usable, total = await _body_total(resp, t)
+        if usable:
+            _check_size(t, opts, total, announced=True)
+            if opts.progress is not None:
+                opts.progress(t.url, t.done, total)
+            await _pump(resp, t, opts, total)
+            return resp.headers.get("Content-Type")
+    return await _attempt(transport, t, opts)  # resume refused: once more, from byte 0
+
+
+async def _fetch(transport: Transport, t: _Transfer, opts: _Options) -> str | None:
+    """Retry one file on transient failures (transport errors, 408, 429, 5xx)."""
+    retry = 0
+    while True:
+        try:
+            return await _attempt(transport, t, opts)
+        except RunComfyError as exc:
+            retry += 1
+            if not is_retryable_read(exc) or retry >= opts.retry.attempts:
+                raise
+            delay = backoff_delay(
+                opts.retry, retry, retry_after=retry_after_of(exc), rand=random.random()
+            )
+            logger.info("retrying %s in %.2f s (retry %d): %s", t.route, delay, retry, exc)
+            await anyio.sleep(delay)
+
+
+# --- the call ----------------------------------------------------------------------------
+
+
+class _Staged:
+    __slots__ = ("name", "tmp")
+
+    def __init__(self, tmp: Path, name: str) -> None:
+        self.tmp = tmp
+        self.name = name
+
+
+async def _download_one(
+    transport: Transport, url: str, name: str, directory: Path, opts: _Options, staged: _Staged
+) -> None:
+    async with await anyio.open_file(staged.tmp, "xb") as file:
+        content_type = await _fetch(transport, _Transfer(url, file), opts)
+        await anyio.to_thread.run_sync(_sync, file.wrapped)
+    if not _split_suffix(name)[1]:
+        name += _extension_for(content_type)
+    staged.name = _inside(directory, name).name
+
+
+def _link_no_clobber(tmp: Path, final: Path) -> None:
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links on this file system (FAT, some network mounts): check, then rename.
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "file exists", str(final)) from None
+        os.replace(tmp, final)
+    else:
+        os.unlink(tmp)
+
+
+def _commit(staged: list[_Staged], directory: Path, overwrite: bool) -> list[Path]:
+    finals = [_inside(directory, s.name) for s in staged]
+    if not overwrite:
+        for final in finals:
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, "file exists", str(final))
+    for item, final in zip(staged, finals, strict=True):
+        if overwrite:
+            os.replace(item.tmp, final)
+        else:
+            _link_no_clobber(item.tmp, final)
+    if os.name == "posix":
+        # Make the renames themselves durable; some file systems refuse, which is harmless.
+        with contextlib.suppress(OSError):
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return finals
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+async def _fetch_all(
+    transport: Transport,
+    jobs: list[tuple[str, str, _Staged]],
+    directory: Path,
+    opts: _Options,
+    concurrency: int,
+) -> None:
+    limiter = anyio.CapacityLimiter(concurrency)
+    failures: list[Exception] = []
+
+    async def guarded(url: str, name: str, staged: _Staged) -> None:
+        async with limiter:
+            try:
+                await _download_one(transport, url, name, directory, opts, staged)
+            except Exception as exc:  # noqa: BLE001 -- re-raised below, plain, not as a group
+                failures.append(exc)
+                tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for url, name, staged in jobs:
+            tg.start_soon(guarded, url, name, staged)
+    if failures:
+        raise failures[0]
+
+
+async def download(
+    transport: Transport,
+    source: Result | Output | str | Sequence[str],
+    dest: str | os.PathLike[str],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    overwrite: bool = False,
+    progress: DownloadProgress | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> list[Path]:
+    """Download output files into the directory ``dest``; all of them, or none.
+
+    Every file streams to a hidden temporary file in ``dest``; only when all have arrived
+    whole are they renamed into place. On any failure or cancellation the other files
+    are cancelled, every temporary file is removed, and the first failure is raised
+    (the only case that can leave some files renamed is a rename itself failing).
+
+    Args:
+        transport: The session's transport (it never sends ``Authorization`` here).
+        source: A succeeded :class:`Result` (all of ``output.urls``, in order), an
+            :class:`Output`, one URL, or a sequence of URLs (an empty one returns ``[]``).
+        dest: The directory to write into; created, with its parents, when missing.
+        concurrency: Files downloaded at once.
+        max_bytes: Per-file cap, checked against Content-Length and while streaming;
+            ``None`` for no cap.
+        overwrite: Replace existing files; when False an existing name is an error.
+        progress: Called as ``progress(url, done, total)`` as bytes arrive.
+        retry: Attempts and backoff for transient failures (transport errors, 408,
+            429, 5xx). A broken transfer resumes with ``Range`` where the server allows.
+
+    Returns:
+        The written paths, absolute, in the order of the URLs.
+
+    Raises:
+        ValueError: A Result that did not succeed or has no output, a URL that is not
+            https (or plain http to loopback), or a bad argument.
+        DownloadTooLargeError: A file is over ``max_bytes``.
+        NotFoundError: The storage answered 404 (an expired link, say).
+        APIStatusError: Another error answer from storage (after retries for 408, 429
+            and 5xx: ``RequestTimeoutError``, ``RateLimitError``, ``ServerError``).
+        TransportError: The connection failed, broke or timed out, after retries.
+        FileExistsError: A target file exists and ``overwrite`` is False.
+        OSError: The directory or a file could not be written.
+    """
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be a positive integer or None, got {max_bytes!r}")
+    urls = _collect_urls(source)
+    for url in urls:
+        check_download_url(url)
+    if not urls:
+        return []
+    directory = Path(await anyio.Path(dest).resolve())
+    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    names = plan_names(urls)
+    if not overwrite:
+        for name in names:
+            if _split_suffix(name)[1] and await anyio.Path(_inside(directory, name)).exists():
+                raise FileExistsError(errno.EEXIST, "file exists", str(directory / name))
+    staged = [
+        _Staged(_inside(directory, f".{name}.part-{secrets.token_hex(4)}"), name) for name in names
+    ]
+    opts = _Options(max_bytes, progress, retry)
+    try:
+        await _fetch_all(
+            transport, list(zip(urls, names, staged, strict=True)), directory, opts, concurrency
+        )
+        return await anyio.to_thread.run_sync(_commit, staged, directory, overwrite)
+    finally:
+        # After a commit only the temporaries of a failed rename remain; otherwise all.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_remove, [s.tmp for s in staged])

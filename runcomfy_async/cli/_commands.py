@@ -1,0 +1,270 @@
+"""The one-job commands: run, submit, status, result, cancel, watch, download, models.
+
+Each is an ``async def`` that takes the :class:`Context` and returns an exit code; a
+failure it cannot classify itself propagates as an exception and is mapped to an exit
+code in :func:`runcomfy_async.cli.main`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from .._errors import RunComfyError, WaitTimeoutError
+from .._events import Cancelled, Completed, Failed, Queued
+from .._types import JobState
+from ._args import UsageError, parse_inputs
+from ._download import download_result
+from ._exit import ExitCode
+from ._render import (
+    emit_json,
+    event_json,
+    event_line,
+    result_json,
+    say,
+    to_json,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from .._client import Client, RequestHandle
+    from .._events import Event
+    from .._types import Result
+    from ._context import Context
+
+__all__ = ["COMMANDS", "Command"]
+
+Command = Callable[["Context"], Awaitable[int]]
+
+logger: Final = logging.getLogger("runcomfy_async.cli")
+
+#: Seconds the remote cancel sent on Ctrl-C may take; the same bound the client uses.
+_CANCEL_TIMEOUT: Final = 5.0
+
+
+def _handle(client: Client, request_id: str) -> RequestHandle:
+    try:
+        return client.handle(request_id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _show_event(ctx: Context, event: Event) -> None:
+    if ctx.json:
+        emit_json(event_json(event))
+    else:
+        warn(event_line(event))
+
+
+def _exit_for(event: Event | None) -> ExitCode:
+    if isinstance(event, Failed | Cancelled):
+        return ExitCode.JOB_FAILED
+    return ExitCode.OK
+
+
+async def _follow(ctx: Context, handle: RequestHandle) -> Event | None:
+    """Show every transition of a job; return the terminal event."""
+    last: Event | None = None
+    async for event in handle.watch(timeout=ctx.timeout):
+        _show_event(ctx, event)
+        last = event
+    return last
+
+
+async def _cancel_queued(ctx: Context, handle: RequestHandle) -> None:
+    """Cancel an abandoned job remotely: shielded, time-boxed, one line about it."""
+    with anyio.move_on_after(_CANCEL_TIMEOUT, shield=True) as scope:
+        try:
+            answer = await handle.cancel()
+        except RunComfyError as exc:
+            warn(f"could not cancel request {handle.request_id}: {exc}")
+            return
+        if ctx.json:
+            emit_json({"event": "cancel_sent", **to_json(answer)})
+        elif answer.cancelled:
+            warn(f"cancelled queued request {handle.request_id}; nothing is billed for it")
+        else:
+            warn(
+                f"request {handle.request_id} could not be cancelled ({answer.outcome}); "
+                f"fetch it later with: runcomfy result {handle.request_id}"
+            )
+    if scope.cancelled_caught:
+        warn(f"cancelling request {handle.request_id} timed out; it may still run")
+
+
+async def _finish(ctx: Context, client: Client, result: Result, out: object) -> None:
+    """Print a succeeded job's outputs, or download them when ``--out`` was given."""
+    if out is None:
+        if not ctx.json:
+            for url in result.output.urls if result.output else ():
+                say(url)
+        return
+    paths = await download_result(client, result, out, show_progress=not ctx.json)
+    if ctx.json:
+        emit_json({"event": "downloaded", "request_id": result.request_id, "files": paths})
+    else:
+        for path in paths:
+            say(str(path))
+
+
+async def cmd_run(ctx: Context) -> int:
+    """Submit, follow, and print or download the outputs; cancel if abandoned while queued.
+
+    The client's ``run()`` sends the same shielded cancel, but it shows nothing while it
+    waits; the command drives ``watch()`` itself so the id and each transition appear as
+    they happen (the id matters: a job already running when Ctrl-C comes keeps running).
+    """
+    args = ctx.args
+    inputs = parse_inputs(args.inputs, args.inputs_json)
+    async with ctx.client(include_cost=True) as client:
+        handle = await client.submit(args.model, inputs)
+        if ctx.json:
+            emit_json({"event": "submitted", "request_id": handle.request_id, "model_id": args.model})
+        else:
+            warn(f"submitted {args.model}: request {handle.request_id}")
+        last: Event | None = None
+        try:
+            async for event in handle.watch(timeout=ctx.timeout):
+                _show_event(ctx, event)
+                last = event
+        except (anyio.get_cancelled_exc_class(), WaitTimeoutError):
+            if args.cancel_on_exit and (last is None or isinstance(last, Queued)):
+                await _cancel_queued(ctx, handle)
+            elif not ctx.json:
+                warn(f"request {handle.request_id} is still running; it was not cancelled")
+            raise
+        if isinstance(last, Completed):
+            await _finish(ctx, client, last.result, args.out)
+        elif isinstance(last, Failed) and not ctx.json:
+            warn(f"error: request {handle.request_id} failed: {last.result.error_text}")
+        return _exit_for(last)
+
+
+async def cmd_submit(ctx: Context) -> int:
+    """Submit one job and print its id."""
+    args = ctx.args
+    inputs = parse_inputs(args.inputs, args.inputs_json)
+    async with ctx.client() as client:
+        handle = await client.submit(args.model, inputs)
+    if ctx.json:
+        emit_json({"request_id": handle.request_id, "model_id": args.model})
+    else:
+        say(handle.request_id)
+    return ExitCode.OK
+
+
+async def cmd_status(ctx: Context) -> int:
+    """Print a job's status once."""
+    async with ctx.client() as client:
+        status = await _handle(client, ctx.args.request_id).status()
+    if ctx.json:
+        emit_json({**to_json(status), "state": status.state})
+    else:
+        where = f" (position {status.queue_position})" if status.queue_position else ""
+        say(f"{status.state}{where}")
+    return ExitCode.OK
+
+
+def _show_result(ctx: Context, result: Result) -> None:
+    if ctx.json:
+        emit_json(result_json(result))
+        return
+    cost = f", ${result.cost:.2f}" if result.cost is not None else ""
+    warn(f"request {result.request_id}: {result.status}{cost}")
+    if result.status is JobState.FAILED:
+        warn(f"error: {result.error_text or 'no error given'}")
+    for url in result.output.urls if result.output else ():
+        say(url)
+
+
+async def cmd_result(ctx: Context) -> int:
+    """Print a job's result once, without waiting."""
+    async with ctx.client() as client:
+        result = await _handle(client, ctx.args.request_id).result(include_cost=ctx.args.cost)
+    _show_result(ctx, result)
+    if result.status in (JobState.FAILED, JobState.CANCELLED):
+        return ExitCode.JOB_FAILED
+    return ExitCode.OK
+
+
+async def cmd_cancel(ctx: Context) -> int:
+    """Ask the server to cancel a job."""
+    async with ctx.client() as client:
+        answer = await _handle(client, ctx.args.request_id).cancel()
+    if ctx.json:
+        emit_json({**to_json(answer), "cancelled": answer.cancelled})
+    elif answer.cancelled:
+        say(f"cancelled {answer.request_id}")
+    else:
+        say(f"not cancelled {answer.request_id}: {answer.outcome} (only queued jobs can be)")
+    return ExitCode.OK
+
+
+async def cmd_watch(ctx: Context) -> int:
+    """Follow a job until it ends; never cancels it."""
+    async with ctx.client(include_cost=True) as client:
+        last = await _follow(ctx, _handle(client, ctx.args.request_id))
+    if isinstance(last, Completed) and not ctx.json:
+        for url in last.result.output.urls if last.result.output else ():
+            say(url)
+    return _exit_for(last)
+
+
+async def cmd_download(ctx: Context) -> int:
+    """Wait for a job if needed, then download its outputs."""
+    async with ctx.client() as client:
+        handle = _handle(client, ctx.args.request_id)
+        result = await handle.wait(timeout=ctx.timeout)
+        await _finish(ctx, client, result, ctx.args.out)
+    return ExitCode.OK
+
+
+def _known_models() -> list[str]:
+    from ..models import Wan22ImageToVideo, Wan25ImageToVideo
+
+    return [Wan25ImageToVideo.model_id, Wan22ImageToVideo.model_id]
+
+
+async def cmd_models(ctx: Context) -> int:
+    """Print catalog entries: display name, price, and optionally the input schema."""
+    ids = ctx.args.model_ids or _known_models()
+    async with ctx.client() as client:
+        infos = [await client.model_info(model_id) for model_id in ids]
+    for info in infos:
+        if ctx.json:
+            data = to_json(info)
+            if not ctx.args.schema:
+                data.pop("input_schema", None)
+            emit_json(data)
+            continue
+        price = (
+            f"${info.base_price_usd:g} per {info.price_unit or 'run'}"
+            if info.base_price_usd is not None
+            else "price not listed"
+        )
+        say(f"{info.model_id}  {info.display_name or ''}  ({price})")
+        props = info.input_schema.get("properties", {})
+        required = set(info.input_schema.get("required", ()))
+        if isinstance(props, dict):
+            names = [f"{name}{'*' if name in required else ''}" for name in props]
+            say(f"  inputs: {', '.join(names)}  (* required)")
+        if ctx.args.schema:
+            import json
+
+            say(json.dumps(info.input_schema, indent=2))
+    return ExitCode.OK
+
+
+COMMANDS: Final[dict[str, Command]] = {
+    "run": cmd_run,
+    "submit": cmd_submit,
+    "status": cmd_status,
+    "result": cmd_result,
+    "cancel": cmd_cancel,
+    "watch": cmd_watch,
+    "download": cmd_download,
+    "models": cmd_models,
+}

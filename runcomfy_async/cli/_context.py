@@ -1,0 +1,92 @@
+"""What every command needs: the parsed options, the output mode, and a client built from them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._client import TOKEN_ENV, Client
+from .._config import DEFAULT_BASE_URL
+from ._args import BASE_URL_ENV, UsageError
+
+if TYPE_CHECKING:
+    from .._polling import PollPolicy
+
+__all__ = ["Context"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """The parsed command line plus the choices derived from it.
+
+    Attributes:
+        args: The argparse namespace of the chosen subcommand.
+        json: Print JSON lines instead of human output.
+        timeout: The overall deadline for waiting on a job, if any.
+    """
+
+    args: argparse.Namespace
+
+    @property
+    def json(self) -> bool:
+        """Whether ``--json`` was given."""
+        return bool(self.args.json)
+
+    @property
+    def timeout(self) -> float | None:
+        """The ``--timeout`` deadline, in seconds."""
+        value = self.args.timeout
+        return None if value is None else float(value)
+
+    def base_url(self) -> str:
+        """The API origin: ``--base-url``, then ``$RUNCOMFY_BASE_URL``, then the default."""
+        return str(self.args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+
+    def token(self) -> str:
+        """The API token from ``--token-file`` or the environment (never an argument).
+
+        Raises:
+            UsageError: No token anywhere, or an unreadable token file.
+        """
+        path = self.args.token_file
+        if path is not None:
+            try:
+                token = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise UsageError(f"cannot read --token-file {path}: {exc.strerror}") from None
+            if not token:
+                raise UsageError(f"--token-file {path} is empty")
+            return token
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if not token:
+            raise UsageError(
+                f"no API token: export {TOKEN_ENV}=... or pass --token-file PATH "
+                "(try `runcomfy demo` to play without one)"
+            )
+        return token
+
+    def client(
+        self,
+        *,
+        include_cost: bool = False,
+        journal: str | None = None,
+        polling: PollPolicy | None = None,
+    ) -> Client:
+        """Build a client from the options.
+
+        Raises:
+            UsageError: No token, or a base URL the client refuses.
+        """
+        extra = {} if polling is None else {"polling": polling}
+        try:
+            return Client(
+                self.token(),
+                base_url=self.base_url(),
+                include_cost=include_cost,
+                journal=journal,
+                **extra,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
