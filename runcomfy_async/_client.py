@@ -8,12 +8,17 @@ Policy lives elsewhere — retries in ``_retry``, routes in ``_api``, polling in
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, overload
 
 from ._api import Api, check_model_id, check_request_id
+from ._batch import KeyedRuns, OnUncertain, check_key
 from ._config import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, Limits, Timeouts
+from ._download import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES
+from ._download import download as download_files
 from ._inputs import prepare_mapping
+from ._journal import Journal
+from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, check_item, map_outcomes
 from ._polling import DEFAULT_POLLING, PollPolicy, PollScheduler
 from ._retry import DEFAULT_RETRY, Backpressure, RetryHook, RetryPolicy
 from ._transport import Transport
@@ -21,11 +26,14 @@ from ._watch import run_to_result, wait, watch
 from .models._base import prepare_inputs
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
     from types import TracebackType
     from typing import Self
 
+    from ._download import DownloadProgress
     from ._events import Event
-    from ._types import CancelResult, ModelInfo, Result, Status
+    from ._types import CancelResult, ModelInfo, Output, Result, Status
     from .models import ModelInput
 
 __all__ = ["TOKEN_ENV", "Client", "RequestHandle"]
@@ -153,6 +161,17 @@ class Client:
         )
         self._scheduler = PollScheduler(polling)
         self._journal_path = journal
+        # The journal file is opened by its first keyed run, not here (no I/O in __init__).
+        self._keyed = (
+            None
+            if journal is None
+            else KeyedRuns(
+                Journal(journal),
+                self._api,
+                self._scheduler,
+                max_submits=limits.max_submits_in_flight,
+            )
+        )
         self._closed = False
 
     @property
@@ -181,6 +200,8 @@ class Client:
             return
         self._closed = True
         await self._transport.aclose()
+        if self._keyed is not None:
+            await self._keyed.journal.aclose()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -298,6 +319,66 @@ class Client:
         self._check_open()
         return await self._api.model_info(check_model_id(model_id))
 
+    async def download(
+        self,
+        result: Result | Output | str | Sequence[str],
+        dest: str | os.PathLike[str],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        overwrite: bool = False,
+        progress: DownloadProgress | None = None,
+    ) -> list[Path]:
+        """Download a job's output files into the directory ``dest``: all of them, or none.
+
+        Each file streams to a hidden temporary file in ``dest`` and is renamed into place
+        only when every file has arrived whole; on any failure or cancellation the other
+        downloads are cancelled, no partial file is left, and the first failure is raised.
+        No ``Authorization`` header is ever sent to storage. Transient failures are retried
+        with the client's retry policy, resuming with ``Range`` where the server allows.
+
+        Args:
+            result: A succeeded :class:`Result` (every ``output.urls``, in order), an
+                :class:`Output`, one URL or a sequence of URLs. URLs must be ``https``
+                (plain ``http`` only to loopback).
+            dest: The directory; created with its parents when missing. File names come
+                from the URL's last path segment, made safe (no traversal, no hidden or
+                device names), with ``-2``, ``-3`` … for duplicates and an extension from
+                the Content-Type when the name has none.
+            concurrency: Files downloaded at once (default 4).
+            max_bytes: Per-file size cap (default 2 GiB); ``None`` for none.
+            overwrite: Replace existing files; by default an existing file is an error
+                and nothing is written.
+            progress: Called as ``progress(url, done, total)`` on the event loop as bytes
+                arrive; ``total`` is ``None`` when the server did not say.
+
+        Returns:
+            The written paths, absolute, in the order of the URLs.
+
+        Raises:
+            ValueError: A result that did not succeed or has no output; a non-https URL.
+            DownloadTooLargeError: A file is larger than ``max_bytes``.
+            NotFoundError: Storage answered 404 (an expired or unknown link).
+            PermissionDeniedError: Storage answered 403 (an expired signed link, say).
+            RateLimitError: Storage kept answering 429, after retries.
+            ServerError: Storage kept answering 5xx, after retries.
+            APIStatusError: Another error answer from storage.
+            TransportError: The connection failed, broke or timed out, after retries.
+            FileExistsError: A target file exists and ``overwrite`` is False.
+            OSError: ``dest`` or a file in it could not be written.
+        """
+        self._check_open()
+        return await download_files(
+            self._transport,
+            result,
+            dest,
+            concurrency=concurrency,
+            max_bytes=max_bytes,
+            overwrite=overwrite,
+            progress=progress,
+            retry=self._api.retry,
+        )
+
     # --- waiting -----------------------------------------------------------------------
 
     def watch(
@@ -363,6 +444,7 @@ class Client:
         timeout: float | None = None,
         key: str | None = None,
         cancel_on_exit: bool = True,
+        on_uncertain: OnUncertain = "raise",
     ) -> Result: ...
 
     @overload
@@ -374,6 +456,7 @@ class Client:
         timeout: float | None = None,
         key: str | None = None,
         cancel_on_exit: bool = True,
+        on_uncertain: OnUncertain = "raise",
     ) -> Result: ...
 
     async def run(
@@ -384,6 +467,7 @@ class Client:
         timeout: float | None = None,
         key: str | None = None,
         cancel_on_exit: bool = True,
+        on_uncertain: OnUncertain = "raise",
     ) -> Result:
         """Submit a job and wait for its result.
 
@@ -396,23 +480,44 @@ class Client:
             model: A model id or a typed input.
             inputs: The inputs, with a model id.
             timeout: Overall deadline in seconds for submit and wait.
-            key: With a journal, makes the call resumable: a rerun with the same key
-                re-attaches to the job instead of paying for a new one.
+            key: With a journal, makes the call resumable: the intent is recorded
+                before the POST and the request id after it, so a rerun with the same
+                key re-attaches to the job (no new POST), or returns its stored result
+                (no request at all). A key whose earlier submit may have created a job
+                is never submitted again silently (see ``on_uncertain``).
             cancel_on_exit: Cancel a still-queued job when the wait is abandoned.
+            on_uncertain: For a key journaled as possibly submitted (the process
+                stopped mid-submit, or the POST failed ambiguously): ``"raise"``
+                :class:`UncertainKeyError`, or ``"resubmit"`` it, accepting that the
+                job may then exist twice.
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
-            SubmitUncertainError: The submit may have created a job; not retried.
-            JobFailedError: The job failed.
+            SubmitUncertainError: The submit may have created a job; not retried. With
+                a key, an ``UncertainKeyError`` naming it.
+            KeyConflictError: The key is journaled with another model or other inputs.
+            JournalError: The journal could not be read or written.
+            JobFailedError: The job failed (with a key: also when it failed earlier).
             JobCancelledError: The job was cancelled.
             WaitTimeoutError: The deadline passed.
             APIStatusError: An error answer (see :meth:`submit` for the classes).
             TransportError: No answer, after retries.
+            ValueError: A key without ``Client(journal=...)``, or an empty key.
         """
         self._check_open()
         _check_timeout(timeout)
         if key is not None:
-            raise ValueError("run(key=...) needs Client(journal=...)")
+            if self._keyed is None:
+                raise ValueError("run(key=...) needs Client(journal=...)")
+            model_id, body = await self._prepare(model, inputs)
+            return await self._keyed.run(
+                model_id,
+                body,
+                key=check_key(key),
+                timeout=timeout,
+                cancel_on_exit=cancel_on_exit,
+                on_uncertain=on_uncertain,
+            )
         handle = await self.submit(model, inputs)  # type: ignore[arg-type]
         return await run_to_result(
             self._api,
@@ -422,6 +527,108 @@ class Client:
             timeout=timeout,
             cancel_on_exit=cancel_on_exit,
         )
+
+    @overload
+    def map(
+        self,
+        model: str,
+        inputs: Iterable[Mapping[str, object]] | AsyncIterable[Mapping[str, object]],
+        *,
+        concurrency: int = DEFAULT_MAP_CONCURRENCY,
+        keys: Iterable[str] | None = None,
+        timeout: float | None = None,
+        cancel_on_exit: bool = True,
+        on_uncertain: OnUncertain = "raise",
+    ) -> AsyncIterator[MapOutcome]: ...
+
+    @overload
+    def map(
+        self,
+        model: Iterable[ModelInput] | AsyncIterable[ModelInput],
+        inputs: None = None,
+        *,
+        concurrency: int = DEFAULT_MAP_CONCURRENCY,
+        keys: Iterable[str] | None = None,
+        timeout: float | None = None,
+        cancel_on_exit: bool = True,
+        on_uncertain: OnUncertain = "raise",
+    ) -> AsyncIterator[MapOutcome]: ...
+
+    def map(
+        self,
+        model: str | Iterable[MapItem] | AsyncIterable[MapItem],
+        inputs: Iterable[MapItem] | AsyncIterable[MapItem] | None = None,
+        *,
+        concurrency: int = DEFAULT_MAP_CONCURRENCY,
+        keys: Iterable[str] | None = None,
+        timeout: float | None = None,
+        cancel_on_exit: bool = True,
+        on_uncertain: OnUncertain = "raise",
+    ) -> AsyncIterator[MapOutcome]:
+        """Run many jobs, ``concurrency`` at a time, yielding each outcome as it completes.
+
+        ``map(model_id, inputs)`` takes mappings for one model; ``map(typed_inputs)``
+        takes typed inputs (each knows its model). Either may be a plain or an async
+        iterable, pulled lazily. Every item ends as a :class:`MapOutcome` carrying its
+        ``index`` (and ``key``) with a ``result`` or an ``error``: one failing item never
+        stops the others. Leaving the loop early stops submitting and cancels the items
+        under way (their queued jobs remotely, unless ``cancel_on_exit`` is False);
+        wrap the loop in ``contextlib.aclosing`` to have that finish before moving on::
+
+            async with aclosing(client.map(MODEL, inputs, keys=ids)) as outcomes:
+                async for outcome in outcomes:
+                    ...
+
+        Args:
+            model: A model id, or the typed inputs (then ``inputs`` is omitted).
+            inputs: The inputs for a model id.
+            concurrency: Items in flight at once (submitted, not yet finished).
+            keys: One journal key per item, in order, making the batch resumable (see
+                :meth:`run`); needs ``Client(journal=...)``.
+            timeout: Each item's deadline in seconds (see :meth:`run`).
+            cancel_on_exit: Cancel a still-queued job whose wait is abandoned.
+            on_uncertain: For keys journaled as possibly submitted (see :meth:`run`).
+
+        Returns:
+            An async iterator of outcomes, in completion order.
+
+        Raises:
+            ValueError: A bad option, or ``keys`` without a journal (raised at once); fewer
+                keys than inputs (raised by the iterator).
+            TypeError: An item that is neither a mapping nor a typed input.
+        """
+        self._check_open()
+        _check_timeout(timeout)
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+        if keys is not None and self._keyed is None:
+            raise ValueError("map(keys=...) needs Client(journal=...)")
+        model_id = check_model_id(model) if isinstance(model, str) else None
+        items = inputs if isinstance(model, str) else model
+        if items is None or (model_id is None and inputs is not None):
+            raise TypeError("call map(model_id, inputs) or map(typed_inputs)")
+
+        async def run_one(item: MapItem, key: str | None) -> Result:
+            chosen = check_item(model_id, item)
+            if isinstance(item, Mapping):
+                assert chosen is not None
+                return await self.run(
+                    chosen,
+                    item,
+                    timeout=timeout,
+                    key=key,
+                    cancel_on_exit=cancel_on_exit,
+                    on_uncertain=on_uncertain,
+                )
+            return await self.run(
+                item,
+                timeout=timeout,
+                key=key,
+                cancel_on_exit=cancel_on_exit,
+                on_uncertain=on_uncertain,
+            )
+
+        return map_outcomes(run_one, items, keys=keys, concurrency=concurrency)
 
 
 def _check_timeout(timeout: float | None) -> None:

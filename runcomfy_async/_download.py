@@ -8,7 +8,7 @@ temporary file, so an interrupted call leaves nothing behind.
 Output URLs are public storage URLs: no ``Authorization`` header ever goes there (the
 transport strips it), ``https`` is allowed to any host and plain ``http`` only to loopback,
 the same rule as the API base URL. File names come from the URL but are made safe (see
-:func:`safe_name`), and every final path is checked to sit directly inside ``dest``.
+:mod:`._filenames`), and every final path is checked to sit directly inside ``dest``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,27 @@ import os
 import random
 import re
 import secrets
-import unicodedata
 from collections.abc import Sequence
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
+import msgspec
 
 from ._errors import NetworkError, RunComfyError, TransportError, UnexpectedResponseError
+from ._filenames import (
+    check_download_url,
+    extension_for,
+    inside,
+    plan_names,
+    public_url,
+    split_suffix,
+)
 from ._retry import DEFAULT_RETRY, RetryPolicy, backoff_delay, is_retryable_read, retry_after_of
+
+# The transport's own status mapping and Retry-After parsing, so storage errors are the
+# same classes as API errors (private names: they are one package's internals).
 from ._transport import _parse_retry_after, _status_error, is_loopback
 from ._types import JobState, Output, Result
 
@@ -45,8 +56,6 @@ __all__ = [
     "DownloadProgress",
     "DownloadTooLargeError",
     "download",
-    "plan_names",
-    "safe_name",
 ]
 
 logger: Final = logging.getLogger("runcomfy_async")
@@ -57,41 +66,7 @@ DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_MAX_BYTES: Final = 2 * 1024**3
 """Per-file size cap: 2 GiB, well above any Wan video, well below a full disk."""
 
-_MAX_NAME_BYTES: Final = 200  # 255 is the usual limit; leave room for ".part-…" and "-N"
-_SUFFIX: Final = re.compile(r"\.[A-Za-z0-9]{1,10}$")
-_FORBIDDEN: Final = re.compile(r'[<>:"|?*]')  # not allowed in Windows file names
-_RESERVED: Final = frozenset(
-    {
-        "CON",
-        "PRN",
-        "AUX",
-        "NUL",
-        *(f"COM{i}" for i in range(1, 10)),
-        *(f"LPT{i}" for i in range(1, 10)),
-    }
-)
 _CONTENT_RANGE: Final = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-# Only types an output can plausibly have; the mimetypes module would read /etc files
-# on the loop and answer differently per machine.
-_EXTENSIONS: Final = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "image/bmp": ".bmp",
-    "video/mp4": ".mp4",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
-    "video/x-matroska": ".mkv",
-    "audio/mpeg": ".mp3",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/flac": ".flac",
-    "model/gltf-binary": ".glb",
-    "application/json": ".json",
-    "application/zip": ".zip",
-    "text/plain": ".txt",
-}
 
 
 class DownloadTooLargeError(RunComfyError):
@@ -123,81 +98,6 @@ class DownloadProgress(Protocol):
     def __call__(self, url: str, done: int, total: int | None) -> None: ...
 
 
-# --- names -------------------------------------------------------------------------------
-
-
-def _split_suffix(name: str) -> tuple[str, str]:
-    match = _SUFFIX.search(name)
-    if match is None or match.start() == 0:
-        return name, ""
-    return name[: match.start()], match.group()
-
-
-def _cap(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode("utf-8", "ignore")
-
-
-def safe_name(url: str, index: int) -> str:
-    """Derive a safe file name from a URL's last path segment.
-
-    The segment is percent-decoded; decoded directory parts (``../``, ``a\\b``), control
-    and other unprintable characters, Windows-forbidden characters, leading dots and
-    trailing dots or spaces are removed; Windows device names get a ``_`` prefix; the
-    result is capped at 200 UTF-8 bytes, keeping the extension.
-
-    Args:
-        url: The file's URL.
-        index: The file's 1-based position, for the fallback name ``output-{index}``.
-
-    Returns:
-        A single path component, never empty, ``.`` or ``..``.
-    """
-    segment = urlsplit(url).path.rsplit("/", 1)[-1]
-    name = unicodedata.normalize("NFC", unquote(segment, errors="replace"))
-    name = re.split(r"[/\\]", name)[-1]
-    name = "".join(c for c in name if c.isprintable())
-    name = _FORBIDDEN.sub("_", name).strip(" .")
-    stem, suffix = _split_suffix(name)
-    if stem.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
-        stem = f"_{stem}"
-    name = _cap(stem, _MAX_NAME_BYTES - len(suffix)).rstrip(" .") + suffix
-    return name if _split_suffix(name)[0] else f"output-{index}"
-
-
-def plan_names(urls: Sequence[str]) -> list[str]:
-    """Give each URL a safe, distinct name; later duplicates get ``-2``, ``-3`` ….
-
-    Names are compared without their extension and ignoring case, so an extension added
-    later from the Content-Type, or a case-insensitive file system, cannot make two
-    files collide.
-    """
-    taken: set[str] = set()
-    names = []
-    for index, url in enumerate(urls, 1):
-        stem, suffix = _split_suffix(safe_name(url, index))
-        candidate, n = stem, 1
-        while candidate.casefold() in taken:
-            n += 1
-            candidate = f"{stem}-{n}"
-        taken.add(candidate.casefold())
-        names.append(candidate + suffix)
-    return names
-
-
-def _extension_for(content_type: str | None) -> str:
-    if not content_type:
-        return ""
-    return _EXTENSIONS.get(content_type.split(";", 1)[0].strip().lower(), "")
-
-
-def _inside(directory: Path, name: str) -> Path:
-    """``directory / name``, proven to be a direct child of the resolved ``directory``."""
-    path = directory / name
-    if name in ("", ".", "..") or PurePath(name).name != name or path.parent != directory:
-        raise ValueError(f"unsafe file name {name!r}")
-    return path
-
-
 # --- inputs ------------------------------------------------------------------------------
 
 
@@ -218,25 +118,6 @@ def _collect_urls(source: Result | Output | str | Sequence[str]) -> list[str]:
     return list(source)
 
 
-def _public(url: str) -> str:
-    """The URL without query or fragment: signed storage URLs carry secrets there."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def check_download_url(url: str) -> None:
-    """Refuse anything but https, or plain http to loopback.
-
-    Raises:
-        ValueError: Another scheme, no host, or plain http to a non-loopback host.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL: {_public(url)!r}")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ValueError(f"refusing plain http to a non-loopback host: {_public(url)!r}")
-
-
 # --- one file ----------------------------------------------------------------------------
 
 
@@ -248,7 +129,7 @@ class _Transfer:
     def __init__(self, url: str, file: anyio.AsyncFile[bytes]) -> None:
         self.url = url
         self.file = file
-        self.route = f"GET {_public(url)}"
+        self.route = f"GET {public_url(url)}"
         self.done = 0
         self.validator: str | None = None  # ETag / Last-Modified, sent as If-Range
 
@@ -257,15 +138,10 @@ class _Transfer:
         await anyio.to_thread.run_sync(_rewind, self.file.wrapped)
 
 
-class _Options:
-    __slots__ = ("max_bytes", "progress", "retry")
-
-    def __init__(
-        self, max_bytes: int | None, progress: DownloadProgress | None, retry: RetryPolicy
-    ) -> None:
-        self.max_bytes = max_bytes
-        self.progress = progress
-        self.retry = retry
+class _Options(msgspec.Struct, frozen=True):
+    max_bytes: int | None
+    progress: DownloadProgress | None
+    retry: RetryPolicy
 
 
 def _rewind(file: IO[bytes]) -> None:
@@ -289,6 +165,8 @@ async def _body_total(resp: StreamResponse, t: _Transfer) -> tuple[bool, int | N
     rewound and the caller asks again from byte 0. A total of ``None`` is unknown.
     """
     length = _int(resp.headers.get("Content-Length"))
+    if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
+        length = None  # decoded on the fly: the length no longer counts our bytes
     if resp.status == 200:
         if t.done:
             await t.restart()  # the server ignored Range: start over
@@ -319,7 +197,7 @@ async def _body_total(resp: StreamResponse, t: _Transfer) -> tuple[bool, int | N
 def _check_size(t: _Transfer, opts: _Options, size: int | None, *, announced: bool) -> None:
     if opts.max_bytes is not None and size is not None and size > opts.max_bytes:
         raise DownloadTooLargeError(
-            url=_public(t.url), max_bytes=opts.max_bytes, size=size if announced else None
+            url=public_url(t.url), max_bytes=opts.max_bytes, size=size if announced else None
         )
 
 
@@ -370,7 +248,11 @@ async def _attempt(transport: Transport, t: _Transfer, opts: _Options) -> str | 
 
 
 async def _fetch(transport: Transport, t: _Transfer, opts: _Options) -> str | None:
-    """Retry one file on transient failures (transport errors, 408, 429, 5xx)."""
+    """Retry one file on transient failures (transport errors, 408, 429, 5xx).
+
+    The policy's wall-clock ``budget`` is not applied: a long transfer is not a sign of
+    trouble, and the per-read timeout already bounds a stalled one.
+    """
     retry = 0
     while True:
         try:
@@ -398,14 +280,15 @@ class _Staged:
 
 
 async def _download_one(
-    transport: Transport, url: str, name: str, directory: Path, opts: _Options, staged: _Staged
+    transport: Transport, url: str, staged: _Staged, directory: Path, opts: _Options
 ) -> None:
     async with await anyio.open_file(staged.tmp, "xb") as file:
         content_type = await _fetch(transport, _Transfer(url, file), opts)
         await anyio.to_thread.run_sync(_sync, file.wrapped)
-    if not _split_suffix(name)[1]:
-        name += _extension_for(content_type)
-    staged.name = _inside(directory, name).name
+    if not split_suffix(staged.name)[1]:
+        # The URL's own extension wins when it has one: storage often answers a generic
+        # application/octet-stream, so the Content-Type only fills a missing extension.
+        staged.name = inside(directory, staged.name + extension_for(content_type)).name
 
 
 def _link_no_clobber(tmp: Path, final: Path) -> None:
@@ -423,7 +306,7 @@ def _link_no_clobber(tmp: Path, final: Path) -> None:
 
 
 def _commit(staged: list[_Staged], directory: Path, overwrite: bool) -> list[Path]:
-    finals = [_inside(directory, s.name) for s in staged]
+    finals = [inside(directory, s.name) for s in staged]
     if not overwrite:
         for final in finals:
             if os.path.lexists(final):
@@ -452,7 +335,7 @@ def _remove(paths: list[Path]) -> None:
 
 async def _fetch_all(
     transport: Transport,
-    jobs: list[tuple[str, str, _Staged]],
+    jobs: list[tuple[str, _Staged]],
     directory: Path,
     opts: _Options,
     concurrency: int,
@@ -460,17 +343,17 @@ async def _fetch_all(
     limiter = anyio.CapacityLimiter(concurrency)
     failures: list[Exception] = []
 
-    async def guarded(url: str, name: str, staged: _Staged) -> None:
+    async def guarded(url: str, staged: _Staged) -> None:
         async with limiter:
             try:
-                await _download_one(transport, url, name, directory, opts, staged)
+                await _download_one(transport, url, staged, directory, opts)
             except Exception as exc:  # noqa: BLE001 -- re-raised below, plain, not as a group
                 failures.append(exc)
                 tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
-        for url, name, staged in jobs:
-            tg.start_soon(guarded, url, name, staged)
+        for url, staged in jobs:
+            tg.start_soon(guarded, url, staged)
     if failures:
         raise failures[0]
 
@@ -534,15 +417,15 @@ async def download(
     names = plan_names(urls)
     if not overwrite:
         for name in names:
-            if _split_suffix(name)[1] and await anyio.Path(_inside(directory, name)).exists():
+            if split_suffix(name)[1] and await anyio.Path(inside(directory, name)).exists():
                 raise FileExistsError(errno.EEXIST, "file exists", str(directory / name))
     staged = [
-        _Staged(_inside(directory, f".{name}.part-{secrets.token_hex(4)}"), name) for name in names
+        _Staged(inside(directory, f".{name}.part-{secrets.token_hex(4)}"), name) for name in names
     ]
     opts = _Options(max_bytes, progress, retry)
     try:
         await _fetch_all(
-            transport, list(zip(urls, names, staged, strict=True)), directory, opts, concurrency
+            transport, list(zip(urls, staged, strict=True)), directory, opts, concurrency
         )
         return await anyio.to_thread.run_sync(_commit, staged, directory, overwrite)
     finally:

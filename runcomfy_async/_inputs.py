@@ -184,7 +184,16 @@ def _read(value: MediaSource, field: str, limit: int) -> tuple[bytes, int]:
         raise refuse(field, value, f"cannot be read ({exc.strerror or exc})") from exc
 
 
+_PLURAL: Final[Mapping[MediaKind, str]] = {
+    "image": "images",
+    "audio": "audio files",
+    "video": "videos",
+}
+
+
 def _size_text(size: int) -> str:
+    if size % MIB == 0:
+        return f"{size // MIB} MiB"
     return f"{size:,} bytes" if size < 1_000_000 else f"{size / 1_000_000:.1f} MB"
 
 
@@ -214,7 +223,7 @@ def _check_caps(info: MediaInfo, rule: MediaRule | None, field: str, value: obje
         raise refuse(
             field,
             value,
-            f"file is {_size_text(info.size)}; {rule.owner} needs a {rule.kind} under "
+            f"file is {_size_text(info.size)}; {rule.owner} needs {_PLURAL[rule.kind]} under "
             f"{_size_text(rule.max_bytes)}",
         )
     cap = DATA_URI_CAPS[info.kind]
@@ -222,8 +231,9 @@ def _check_caps(info: MediaInfo, rule: MediaRule | None, field: str, value: obje
         raise refuse(
             field,
             value,
-            f"file is {_size_text(info.size)}; a {info.kind} sent inline as a data: URI may be "
-            f"at most {cap / MIB:g} MiB (RunComfy's own limit): upload it and pass its https URL",
+            f"file is {_size_text(info.size)}; {_PLURAL[info.kind]} sent inline as data: URIs "
+            f"may be at most {_size_text(cap)} (RunComfy's own limit): upload it and pass its "
+            "https URL instead",
         )
 
 
@@ -351,7 +361,7 @@ def check_request_size(payload: Mapping[str, object]) -> None:
             field="inputs",
             value=f"<{total:,} characters of inputs>",
             rule=f"the request would be {_size_text(total)}; RunComfy caps a request at "
-            f"{REQUEST_CAP / MIB:g} MiB: send the largest files as https URLs",
+            f"{_size_text(REQUEST_CAP)}: send the largest files as https URLs",
         )
 
 

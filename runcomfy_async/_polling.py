@@ -55,6 +55,7 @@ polling ~100 jobs near their finish every 1.5 s.
 _MAX_STEP: Final = 64  # growth ** step overflows a float long before anyone waits this long
 _SAMPLES_KEPT: Final = 32
 _DRAIN_WEIGHT: Final = 0.3
+_EPSILON: Final = 1e-9  # refill rounding must not leave a token at 0.9999999 for ever
 
 
 class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -316,8 +317,8 @@ class TokenBucket:
     def take(self, now: float) -> bool:
         """Take one token if there is one."""
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         return False
 
@@ -328,7 +329,8 @@ class TokenBucket:
     def wait_time(self, now: float) -> float:
         """Seconds until a token is available (0 if one is)."""
         self._refill(now)
-        return max(0.0, (1.0 - self._tokens) / self.rate)
+        missing = 1.0 - self._tokens
+        return missing / self.rate if missing > _EPSILON else 0.0
 
 
 class _Waiter:

@@ -66,7 +66,7 @@ async def check_inputs(
         for name in inputs:
             if name not in properties:
                 raise InputValidationError(
-                    field=name, value=inputs[name], rule="is not an input of this model"
+                    field=name, value=describe(inputs[name]), rule="is not an input of this model"
                 )
     for name, value in inputs.items():
         prop = _mapping(properties.get(name))

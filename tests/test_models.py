@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -104,10 +105,18 @@ def test_inputs_are_frozen() -> None:
         model.prompt = "x"  # type: ignore[misc]
 
 
+def test_replace_revalidates() -> None:
+    """msgspec.structs.replace builds a new input, so the checks run again."""
+    model = Wan25ImageToVideo(PROMPT, URL)
+    assert msgspec.structs.replace(model, resolution="720P").resolution == "720P"
+    with pytest.raises(InputValidationError):
+        msgspec.structs.replace(model, resolution="720p")
+
+
 def test_options_are_keyword_only() -> None:
     """Only prompt and img_url are positional, so options cannot be swapped by accident."""
     with pytest.raises(TypeError):
-        Wan25ImageToVideo(PROMPT, URL, None, 10)  # type: ignore[misc]
+        Wan25ImageToVideo(PROMPT, URL, None, 10)  # type: ignore[call-arg]
 
 
 def test_to_inputs_returns_a_fresh_dict() -> None:
@@ -362,4 +371,3 @@ def test_refused_audio_values(audio: Any) -> None:
     with pytest.raises(InputValidationError) as excinfo:
         Wan25ImageToVideo(PROMPT, URL, audio_url=audio)
     assert excinfo.value.field == "audio_url"
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -166,7 +167,12 @@ def test_cancellation_requested_still_completes() -> None:
 def test_expire_and_retention() -> None:
     """expire() kills an id at once; retention_seconds kills finished jobs after that long."""
     clock = FakeClock()
-    world = World(clock="scripted", script=JobScript(queue_polls=0, run_polls=0), retention_seconds=60.0, now=clock)
+    world = World(
+        clock="scripted",
+        script=JobScript(queue_polls=0, run_polls=0),
+        retention_seconds=60.0,
+        now=clock,
+    )
     done = world.create(MODEL, "t", {})
     other = world.create(MODEL, "t", {})
     world.expire(other)
@@ -253,7 +259,9 @@ def test_ten_thousand_live_jobs_are_cheap() -> None:
         world.cancel(rid)
     positions = [world.peek(rid).queue_position for rid in ids]
     elapsed = time.perf_counter() - started
-    waiting = [p for p, rid in zip(positions, ids, strict=True) if world.peek(rid).state == "in_queue"]
+    waiting = [
+        p for p, rid in zip(positions, ids, strict=True) if world.peek(rid).state == "in_queue"
+    ]
     assert waiting == list(range(1, len(waiting) + 1))
     assert len(waiting) == 10_000 - 4 - 1000
     assert elapsed < 2.0
@@ -267,9 +275,7 @@ def test_ten_thousand_live_jobs_are_cheap() -> None:
     ),
     st.integers(1, 3),
 )
-def test_wall_clock_positions_match_a_naive_queue(
-    ops: list[tuple[str, int]], workers: int
-) -> None:
+def test_wall_clock_positions_match_a_naive_queue(ops: list[tuple[str, int]], workers: int) -> None:
     """Lazy simulation + Fenwick positions agree with a brute-force FIFO model."""
     clock = FakeClock()
     world = wall(clock, workers=workers, run_seconds=10.0)
@@ -304,7 +310,11 @@ def test_fault_after_and_times() -> None:
 def test_fault_first_with_budget_wins_and_star_skips_storage() -> None:
     """Faults are tried in order; '*' covers API routes only; times=None never runs out."""
     plan = FaultPlan(
-        [Fault("rate_limit", "*"), Fault("hang", "storage", times=None), Fault("slow", "*")]
+        [
+            Fault(FaultKind.RATE_LIMIT, "*"),
+            Fault(FaultKind.HANG, "storage", times=None),
+            Fault(FaultKind.SLOW, "*"),
+        ]
     )
     first, second = plan.match("submit"), plan.match("submit")
     assert first is not None
@@ -320,7 +330,8 @@ def test_probabilistic_faults_replay_with_the_seed() -> None:
     """Probability faults fire at about the rate asked, identically for the same seed."""
 
     def pattern(seed: int) -> list[bool]:
-        plan = FaultPlan([Fault("server_error", times=None, probability=0.25)], seed=seed)
+        fault = Fault(FaultKind.SERVER_ERROR, times=None, probability=0.25)
+        plan = FaultPlan([fault], seed=seed)
         return [plan.match("status") is not None for _ in range(400)]
 
     assert pattern(1) == pattern(1)
@@ -346,14 +357,14 @@ def test_fault_rejects_nonsense(bad: dict[str, object]) -> None:
 
 
 def test_fault_is_frozen_and_positional() -> None:
-    """Fault(kind, route) is positional, the rest keyword-only, and immutable."""
-    fault = Fault("rate_limit", "submit", retry_after=2)
+    """Fault(kind, route) is positional (kind may be its string value), the rest keyword-only."""
+    fault = Fault("rate_limit", "submit", retry_after=2)  # type: ignore[arg-type]
     assert fault.kind is FaultKind.RATE_LIMIT
     assert fault.route == "submit"
     with pytest.raises(AttributeError):
         fault.times = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
-        Fault("rate_limit", "submit", 3)  # type: ignore[misc]
+        Fault(FaultKind.RATE_LIMIT, "submit", 3)  # type: ignore[call-arg]
 
 
 # --- payloads, schemas, assets --------------------------------------------------------------
@@ -396,7 +407,12 @@ def test_render_output_shapes() -> None:
 
 def test_result_body_fields_by_state() -> None:
     """output only on success, error only on failure, cost and finished_at only when finished."""
-    common = {"request_id": "r", "model_id": "m", "created_at": "c", "output": {"x": 1}}
+    common: dict[str, Any] = {
+        "request_id": "r",
+        "model_id": "m",
+        "created_at": "c",
+        "output": {"x": 1},
+    }
     running = result_body(
         snap=Snapshot("in_progress", None), finished_at=None, error="e", cost=1.0, **common
     )

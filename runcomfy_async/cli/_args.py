@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Serve the simulator until Ctrl-C. It prints the base URL and a token to export.",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    p.add_argument("--port", type=int, default=0, help="API port (default: any free one)")
+    p.add_argument("--storage-port", type=int, default=0, help="output files' port (any)")
     p.add_argument(
         "--clock",
         choices=["scripted", "wall"],
@@ -226,13 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=_positive_int, default=4, help="jobs run at once (4)")
     p.add_argument(
-        "--run-seconds", type=_positive_float, default=8.0, help="simulated run time (8)"
+        "--run-seconds",
+        type=_positive_float,
+        nargs="+",
+        default=[5.0, 10.0],
+        metavar="S",
+        help="simulated run time: S, or LO HI drawn uniformly (default: 5 10)",
     )
     p.add_argument(
         "--time-scale", type=_positive_float, default=1.0, help="simulated seconds per second"
     )
     p.add_argument("--failure-rate", type=float, default=0.0, help="share of jobs that fail")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--token", default="test-token", help="the token it accepts (test-token)")
 
     p = sub(
         "demo",

@@ -33,7 +33,7 @@ __all__ = [
 class ModelInput(msgspec.Struct, frozen=True):
     """Validated inputs for one RunComfy model; subclasses are frozen and self-checking.
 
-    Class attributes:
+    Attributes:
         model_id: The model these inputs are for, e.g. ``"wan-ai/wan-2-5/image-to-video"``.
         display_name: The model's short name, used in error messages.
         media_rules: Which fields hold files, and the rule each file must meet.
@@ -47,7 +47,8 @@ class ModelInput(msgspec.Struct, frozen=True):
         """Return the JSON body the API expects, leaving out optional fields left unset.
 
         This is synchronous and does no I/O, so file fields must already be URLs or
-        ``data:`` URIs; local files go through ``await prepare_inputs(...)``, which
+        ``data:`` URIs (sent as given: their content is only checked by
+        ``prepare_inputs``). Local files go through ``await prepare_inputs(...)``, which
         ``Client.submit`` calls for you.
 
         Returns:

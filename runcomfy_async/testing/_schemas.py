@@ -199,7 +199,7 @@ def _check_rules(name: str, value: str, rules: list[dict[str, Any]]) -> list[Vio
         else:
             broken = measure > limit
         if broken:
-            found.append(Violation(name, spec, str(rule["validation_error"])))
+            found.append(Violation(name, spec, f"{name}: {rule['validation_error']}"))
     return found
 
 

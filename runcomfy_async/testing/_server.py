@@ -2,24 +2,27 @@
 
 Handlers only translate HTTP to calls on the pure :class:`~._state.World` and write the bodies
 from :mod:`._payloads`. One middleware per origin logs every request, applies the fault plan
-(:mod:`._faults`) and turns every failure — a refused request, an unknown route, a wrong method,
+(:mod:`._faults`, :mod:`._inject`) and turns every failure — a refused request, an unknown route, a wrong method,
 a bug — into RunComfy's error envelope, never an HTML page or a Python traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Final, Literal
 
 import msgspec
 from aiohttp import web
 
 from ._assets import content_for
-from ._faults import Fault, FaultKind, FaultPlan
+from ._faults import FaultPlan
+from ._inject import Dropped, inject
 from ._payloads import (
     TerminalStatus,
     cancel_body,
@@ -38,7 +41,9 @@ __all__ = ["CORE", "SimCore", "build_api_app", "build_storage_app"]
 _LOG: Final = logging.getLogger("runcomfy_async.testing")
 _ENCODER: Final = msgspec.json.Encoder()
 _MAX_BODY: Final = 64 * 1024 * 1024 + 64 * 1024  # whole request <= 64 MiB [seen], plus slack
-_RID: Final = "runcomfy_sim_request_id"
+# Which job a request touched, for its log record. A ContextVar rather than request storage:
+# the middleware and the handler share a task, and it works on every aiohttp 3.x.
+_TICKET: Final[ContextVar[list[str | None]]] = ContextVar("runcomfy_sim_ticket")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -82,10 +87,6 @@ class _ApiError(Exception):
         self.headers = headers
 
 
-class _Dropped(web.Response):
-    """Marks a request whose connection was dropped: nothing reaches the client."""
-
-
 def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(body=_ENCODER.encode(body), status=status, content_type="application/json")
 
@@ -113,6 +114,12 @@ def _owned_job(core: SimCore, request: web.Request, token: str) -> str:
     return rid
 
 
+def _note(request_id: str) -> None:
+    ticket = _TICKET.get(None)
+    if ticket is not None:
+        ticket[0] = request_id
+
+
 def _json_object(raw: bytes) -> dict[str, object]:
     try:
         body = msgspec.json.decode(raw)
@@ -135,7 +142,7 @@ async def _submit(request: web.Request) -> web.StreamResponse:
         first = violations[0]
         raise _ApiError(422, 422001, f"Invalid input for {model_id}: {first.message}", violations)
     rid = core.world.create(model_id, token, inputs)
-    request[_RID] = rid
+    _note(rid)
     return _json(submit_body(core.base_url, rid))
 
 
@@ -214,7 +221,6 @@ _RANGE: Final = re.compile(r"bytes=(\d*)-(\d*)")
 async def _file(request: web.Request) -> web.StreamResponse:
     core = request.app[CORE]
     rid = request.match_info["request_id"]
-    request[_RID] = rid
     if not core.world.live(rid):
         raise _ApiError(404, 404001, "The file was not found or has expired.")
     data, content_type = content_for(request.match_info["name"])
@@ -263,92 +269,6 @@ async def _run(request: web.Request, handler: _Handler) -> web.StreamResponse:
         return _error(500, 500001, "Internal server error.", type(exc).__name__)
 
 
-def _drop(request: web.Request) -> _Dropped:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-    return _Dropped()
-
-
-_REFUSALS: Final[dict[FaultKind, tuple[int, int, str]]] = {
-    FaultKind.RATE_LIMIT: (429, 429001, "Too many requests; slow down."),
-    FaultKind.SERVER_ERROR: (503, 503001, "The service is temporarily unavailable."),
-    FaultKind.REQUEST_TIMEOUT: (408, 408001, "The request timed out."),
-    FaultKind.INSUFFICIENT_BALANCE: (402, 400002, "Insufficient balance."),
-    FaultKind.ERROR_IN_200: (200, 500001, "Internal error."),
-}
-
-
-def _refuse(core: SimCore, request: web.Request, fault: Fault) -> web.Response:
-    """Answer a fault that does no work: an error envelope or a redirect."""
-    if fault.kind is FaultKind.REDIRECT:
-        status = fault.status or (302 if request.method in ("GET", "HEAD") else 307)
-        location = fault.location or f"{core.storage_url}{request.path_qs}"
-        return web.Response(status=status, headers={"Location": location})
-    status, code, message = _REFUSALS[fault.kind]
-    if fault.kind is FaultKind.SERVER_ERROR and fault.status is not None:
-        status, code = fault.status, fault.status * 1000 + 1
-    response = _error(status, fault.error_code or code, message, f"Injected fault: {fault.kind}")
-    if fault.kind is FaultKind.RATE_LIMIT and fault.retry_after is not None:
-        wait = fault.retry_after
-        if not isinstance(wait, str):
-            wait = str(int(wait)) if float(wait).is_integer() else str(wait)
-        response.headers["Retry-After"] = wait
-    return response
-
-
-def _rewrite(response: web.StreamResponse, kind: FaultKind) -> web.Response:
-    """Spoil a finished answer's body: cut the JSON in half, or swap in an unknown status."""
-    raw = response.body if isinstance(response, web.Response) else None
-    raw = raw if isinstance(raw, bytes) else b""
-    if kind is FaultKind.MALFORMED_JSON:
-        spoiled = raw[: len(raw) // 2] or b"{"
-    else:
-        body = msgspec.json.decode(raw) if raw else {}
-        if isinstance(body, dict) and "status" in body:
-            body["status"] = "paused"
-        spoiled = _ENCODER.encode(body)
-    return web.Response(body=spoiled, status=response.status, content_type="application/json")
-
-
-async def _truncate(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    raw = response.body if isinstance(response, web.Response) else None
-    raw = raw if isinstance(raw, bytes) else b""
-    stream = web.StreamResponse(status=response.status, headers=response.headers)
-    stream.content_length = len(raw)
-    await stream.prepare(request)
-    await stream.write(raw[: len(raw) // 2])
-    if request.transport is not None:
-        request.transport.close()  # close() flushes the half body first, unlike abort()
-    return stream
-
-
-async def _answer(
-    core: SimCore, request: web.Request, handler: _Handler, fault: Fault | None
-) -> web.StreamResponse:
-    """Answer a request, with the fault applied if one fired."""
-    if fault is None:
-        return await _run(request, handler)
-    kind = fault.kind
-    if kind in _REFUSALS or kind is FaultKind.REDIRECT:
-        return _refuse(core, request, fault)
-    if kind is FaultKind.RESET_BEFORE:
-        return _drop(request)
-    if kind is FaultKind.HANG:
-        await core.closing.wait()
-        return _drop(request)
-    if kind is FaultKind.SLOW:
-        await asyncio.sleep(1.0 if fault.delay is None else fault.delay)
-    response = await _run(request, handler)
-    if kind is FaultKind.RESET_AFTER:
-        return _drop(request)
-    if kind in (FaultKind.MALFORMED_JSON, FaultKind.UNKNOWN_STATUS):
-        return _rewrite(response, kind)
-    if kind is FaultKind.TRUNCATE:
-        return await _truncate(request, response)
-    return response
-
-
 def _record(request: web.Request, route: str, body: bytes | None) -> RequestRecord:
     info = request.match_info
     return RequestRecord(
@@ -383,17 +303,28 @@ async def _middleware(request: web.Request, handler: _Handler) -> web.StreamResp
     index = log.begin(_record(request, route, body), core.connections() if api else 0)
     fault = None if early is not None else core.plan.match(route)
     status: int | None = None
+    ticket: list[str | None] = [None]
+    reset = _TICKET.set(ticket)
     try:
         # Not `early or ...`: a StreamResponse is a mapping, and an empty one is falsy.
-        response = early if early is not None else await _answer(core, request, handler, fault)
-        status = None if isinstance(response, _Dropped) else response.status
+        if early is not None:
+            response = early
+        elif fault is None:
+            response = await _run(request, handler)
+        else:
+            respond = functools.partial(_run, request, handler)
+            response = await inject(
+                fault, request, respond, closing=core.closing, storage_url=core.storage_url
+            )
+        status = None if isinstance(response, Dropped) else response.status
         return response
     finally:
+        _TICKET.reset(reset)
         log.end(
             index,
             status=status,
             fault=None if fault is None else fault.kind.value,
-            request_id=request.get(_RID),
+            request_id=ticket[0],
         )
 
 

@@ -1,0 +1,296 @@
+"""Keyed, resumable runs: ``client.run(..., key=k)`` with ``Client(journal=...)``.
+
+A keyed run follows its key's state in the journal (``_journal``)::
+
+    no entry   → record intent, POST, record request id, wait, record outcome
+    submitted  → re-attach to the request: no new POST
+    finished   → return the stored result: no request at all
+    failed     → raise the stored failure: no request at all
+    intent     → the process stopped mid-submit, so a job may exist: raise
+    uncertain    UncertainKeyError, unless on_uncertain="resubmit"
+
+A job that ends *cancelled* produced nothing and cost nothing, so its key is freed: a
+rerun that re-attaches to a job cancelled by an earlier, abandoned run submits it afresh.
+
+The intent write, the POST and the request-id write run in one shielded block, so that
+cancelling a run never leaves a key looking uncertain when it had only waited for its
+turn: runs queue for a slot (``max_submits_in_flight`` of them) *before* the intent,
+where cancelling is harmless, and a run cancelled inside the block finishes its POST,
+records the id, and then cancels the job remotely if it is still queued (the watcher's
+``cancel_on_exit``). Only a native ``Task.cancel()`` (``asyncio.wait_for``) can cut the
+POST short; the key then stays ``intent``, which is the truth: a job may exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Final, Literal, TypeAlias
+
+import anyio
+import msgspec
+
+from ._api import Api
+from ._errors import JobCancelledError, JobFailedError, RunComfyError, SubmitUncertainError
+from ._journal import EntryState, Journal, JournalEntry, JournalError, encode_inputs
+from ._polling import PollScheduler
+from ._types import Result
+from ._watch import run_to_result
+
+__all__ = [
+    "KeyConflictError",
+    "KeyedRuns",
+    "OnUncertain",
+    "UncertainKeyError",
+    "check_key",
+]
+
+logger: Final = logging.getLogger("runcomfy_async")
+
+OnUncertain: TypeAlias = Literal["raise", "resubmit"]
+"""What a keyed run does with a key whose earlier submit may have created a job."""
+
+
+class KeyConflictError(RunComfyError, ValueError):
+    """A key already in the journal was run with a different model or different inputs.
+
+    Attributes:
+        key: The key.
+        model_id: The model this call asked for.
+        journaled_model_id: The model stored for the key.
+    """
+
+    def __init__(self, *, key: str, model_id: str, journaled_model_id: str) -> None:
+        what = "model" if model_id != journaled_model_id else "inputs"
+        super().__init__(
+            f"key {key!r} is already journaled with a different {what}; use a new key for new work"
+        )
+        self.key = key
+        self.model_id = model_id
+        self.journaled_model_id = journaled_model_id
+
+
+class UncertainKeyError(SubmitUncertainError):
+    """A key's submit may or may not have created a job, so it is not repeated.
+
+    Raised by a keyed ``run`` when its own POST failed ambiguously, and by a rerun when
+    the journal holds the key as ``intent`` (the process stopped between recording the
+    intent and recording the request id) or ``uncertain``. Check the account's
+    dashboard, then rerun with ``on_uncertain="resubmit"``, or use a new key.
+
+    Attributes:
+        key: The key.
+        state: ``"intent"`` or ``"uncertain"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        state: EntryState,
+        model_id: str,
+        inputs: Mapping[str, object],
+        reason: str,
+    ) -> None:
+        super().__init__(model_id=model_id, inputs=inputs, reason=f"key {key!r}: {reason}")
+        self.key = key
+        self.state = state
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a usable journal key (a non-empty string).
+
+    Raises:
+        ValueError: Not a non-empty string.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"a journal key must be a non-empty string, got {key!r}")
+    return key
+
+
+class _KeyLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()
+        self.users = 0
+
+
+class KeyedRuns:
+    """One client's journal plus what keyed runs share in the process.
+
+    Args:
+        journal: The journal (opened on first use).
+        api: The session's routes.
+        scheduler: The session's poll scheduler.
+        max_submits: Keyed submits under way at once (the session's submit bound).
+    """
+
+    def __init__(
+        self, journal: Journal, api: Api, scheduler: PollScheduler, *, max_submits: int
+    ) -> None:
+        self.journal = journal
+        self._api = api
+        self._scheduler = scheduler
+        self._slots = anyio.CapacityLimiter(max_submits)
+        self._keys: dict[str, _KeyLock] = {}
+
+    @asynccontextmanager
+    async def _holding(self, key: str) -> AsyncIterator[None]:
+        """Serialise runs of one key in this process (a second one then re-attaches)."""
+        entry = self._keys.get(key)
+        if entry is None:
+            entry = self._keys[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._keys[key]
+
+    async def run(
+        self,
+        model_id: str,
+        body: dict[str, object],
+        *,
+        key: str,
+        timeout: float | None,
+        cancel_on_exit: bool,
+        on_uncertain: OnUncertain,
+    ) -> Result:
+        """Run one keyed job: resume it from the journal, or submit it once.
+
+        Raises:
+            KeyConflictError: The key is journaled with another model or other inputs.
+            UncertainKeyError: The key's submit may have created a job (see the module).
+            JournalError: The journal could not be read or written.
+            RunComfyError: As :meth:`Client.run`.
+        """
+        if on_uncertain not in ("raise", "resubmit"):
+            raise ValueError(f"on_uncertain must be 'raise' or 'resubmit', not {on_uncertain!r}")
+        inputs_json = encode_inputs(body)
+        job = _Job(key, model_id, timeout=timeout, cancel_on_exit=cancel_on_exit)
+        async with self._holding(key):
+            entry = await self.journal.lookup(key)
+            replace = False
+            if entry is not None:
+                _check_same(entry, model_id, inputs_json)
+                if entry.state is EntryState.SUBMITTED:
+                    assert entry.request_id is not None
+                    try:
+                        return await self._wait(job, entry.request_id)
+                    except JobCancelledError:
+                        pass  # abandoned and cancelled by an earlier run: submit afresh
+                elif entry.state in (EntryState.FINISHED, EntryState.FAILED):
+                    return _stored(entry)
+                elif on_uncertain == "resubmit":
+                    replace = True
+                else:
+                    raise _uncertain(entry, body)
+            request_id = await self._submit(job, body, inputs_json, replace=replace)
+            return await self._wait(job, request_id)
+
+    async def _submit(
+        self, job: _Job, body: dict[str, object], inputs_json: bytes, *, replace: bool
+    ) -> str:
+        key, model_id = job.key, job.model_id
+        async with self._slots:  # waiting here is safe to cancel: nothing recorded or sent
+            with anyio.CancelScope(shield=True):
+                await self.journal.record_intent(key, model_id, inputs_json, replace=replace)
+                try:
+                    response = await self._api.submit(model_id, body)
+                except SubmitUncertainError as exc:
+                    # If this write fails the key stays "intent": uncertain all the same.
+                    await self._note(key, EntryState.UNCERTAIN, reason=exc.reason)
+                    raise UncertainKeyError(
+                        key=key,
+                        state=EntryState.UNCERTAIN,
+                        model_id=model_id,
+                        inputs=body,
+                        reason=exc.reason,
+                    ) from exc
+                except RunComfyError:
+                    await self._note(key, None)  # refused, or never sent: no job exists
+                    raise
+                await self.journal.record_submitted(key, response.request_id)
+        return response.request_id
+
+    async def _wait(self, job: _Job, request_id: str) -> Result:
+        try:
+            result = await run_to_result(
+                self._api,
+                self._scheduler,
+                request_id,
+                model_id=job.model_id,
+                timeout=job.timeout,
+                cancel_on_exit=job.cancel_on_exit,
+            )
+        except JobFailedError as exc:
+            await self._note(job.key, EntryState.FAILED, result=exc.result)
+            raise
+        except JobCancelledError:
+            await self._note(job.key, None)
+            raise
+        # Anything else (deadline, polling failures, cancellation) keeps the key
+        # "submitted": the job may still finish, and a rerun re-attaches to it.
+        await self._note(job.key, EntryState.FINISHED, result=result)
+        return result
+
+    async def _note(
+        self,
+        key: str,
+        state: EntryState | None,
+        *,
+        result: Result | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record an outcome (``None``: forget the key); a failed write is only logged.
+
+        The caller has the result or error in hand and returns it either way; the key
+        then keeps its previous state, which a rerun resolves safely (re-attaching, or
+        reporting it uncertain).
+        """
+        try:
+            if state is None:
+                await self.journal.forget(key)
+            else:
+                await self.journal.record_outcome(key, state, result=result, reason=reason)
+        except JournalError as exc:
+            logger.warning("journal: could not record the outcome of key %r: %s", key, exc)
+
+
+class _Job(msgspec.Struct, frozen=True):
+    key: str
+    model_id: str
+    timeout: float | None
+    cancel_on_exit: bool
+
+
+def _check_same(entry: JournalEntry, model_id: str, inputs_json: bytes) -> None:
+    if entry.model_id != model_id or entry.inputs_json != inputs_json:
+        raise KeyConflictError(key=entry.key, model_id=model_id, journaled_model_id=entry.model_id)
+
+
+def _stored(entry: JournalEntry) -> Result:
+    result = entry.result
+    assert result is not None
+    if entry.state is EntryState.FAILED:
+        raise JobFailedError(result)
+    return result
+
+
+def _uncertain(entry: JournalEntry, body: Mapping[str, object]) -> UncertainKeyError:
+    if entry.state is EntryState.INTENT:
+        reason = "the process stopped between recording the intent and the request id"
+    else:
+        reason = entry.reason or "the submit failed ambiguously"
+    return UncertainKeyError(
+        key=entry.key,
+        state=entry.state,
+        model_id=entry.model_id,
+        inputs=body,
+        reason=f"{reason}; a job may exist, so it was not submitted again",
+    )

@@ -1,0 +1,189 @@
+"""``Client.map``: many runs with bounded concurrency, outcomes in completion order.
+
+The workers live in an anyio task group hosted by a background task; the generator the
+caller iterates only receives from a memory object stream. So it never yields inside a
+cancel scope or task group (anyio's rule for async generators), and leaving the loop
+early — ``break``, an exception, ``aclose()`` — is one cancellation of that task: no
+further item starts, and running items are cancelled, which for ``run`` sends the
+watcher's shielded remote cancel to jobs still queued (``cancel_on_exit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
+
+import anyio
+import msgspec
+from anyio.abc import ObjectSendStream
+
+from ._batch import check_key
+from ._errors import RunComfyError
+from ._types import Result
+
+if TYPE_CHECKING:
+    from .models import ModelInput
+
+__all__ = ["DEFAULT_MAP_CONCURRENCY", "MapItem", "MapOutcome", "check_item", "map_outcomes"]
+
+T = TypeVar("T")
+
+MapItem: TypeAlias = "Mapping[str, object] | ModelInput"
+"""One input of ``map``: a mapping (for the given model id) or a typed input."""
+
+DEFAULT_MAP_CONCURRENCY: Final = 16
+"""Items one ``map`` keeps in flight (submitted and not yet finished) by default."""
+
+
+class MapOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One item's outcome in :meth:`Client.map`: its result or its error, never both.
+
+    Attributes:
+        index: The item's position in the inputs (0-based).
+        key: The item's journal key, when keys were given.
+        result: The job's result, when it succeeded.
+        error: What went wrong for this item: ``JobFailedError``, ``JobCancelledError``,
+            ``WaitTimeoutError``, ``InputValidationError``, ``SubmitUncertainError`` (an
+            ``UncertainKeyError`` for a key), ``KeyConflictError``, ``JournalError``, an
+            ``APIStatusError`` or a ``TransportError``.
+    """
+
+    index: int
+    key: str | None = None
+    result: Result | None = None
+    error: RunComfyError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the item succeeded (then ``result`` is set)."""
+        return self.error is None
+
+
+def check_item(model_id: str | None, item: MapItem) -> str | None:
+    """Return the model id a mapping item runs with, or None for a typed input.
+
+    Raises:
+        TypeError: A mapping item with no model id given to ``map``.
+        ValueError: A typed input for another model than the one given to ``map``.
+    """
+    if isinstance(item, Mapping):
+        if model_id is None:
+            raise TypeError("map(typed_inputs): got a mapping item; pass map(model_id, inputs)")
+        return model_id
+    if model_id is not None and item.model_id != model_id:
+        raise ValueError(f"map({model_id!r}, ...) got an input for {item.model_id!r}")
+    return None
+
+
+async def map_outcomes(
+    run_one: Callable[[T, str | None], Awaitable[Result]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    keys: Iterable[str] | None,
+    concurrency: int,
+) -> AsyncIterator[MapOutcome]:
+    """Run ``run_one`` over ``items``, at most ``concurrency`` at a time, yielding outcomes.
+
+    Outcomes come in completion order. A :class:`RunComfyError` becomes that item's
+    outcome; anything else (a bug, a broken iterable, too few keys) stops the batch and
+    is raised here. Items are pulled lazily, one per free slot, so an endless iterable
+    works. Cleanup on early exit finishes before the generator does.
+    """
+    send, receive = anyio.create_memory_object_stream[MapOutcome](concurrency)
+    pump = asyncio.create_task(_pump(run_one, items, keys, concurrency, send))
+    try:
+        async for outcome in receive:
+            yield outcome
+        try:
+            await pump
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+    finally:
+        receive.close()
+        if not pump.done():
+            pump.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({pump})
+        if not pump.cancelled():
+            pump.exception()  # retrieved: raised above, or moot once the consumer left
+
+
+class _End:
+    """Marks the end of the items."""
+
+
+_END: Final = _End()
+
+
+async def _pump(
+    run_one: Callable[[T, str | None], Awaitable[Result]],
+    items: Iterable[T] | AsyncIterable[T],
+    keys: Iterable[str] | None,
+    concurrency: int,
+    send: ObjectSendStream[MapOutcome],
+) -> None:
+    slots = anyio.Semaphore(concurrency)
+    iterator = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
+    key_iter = None if keys is None else iter(keys)
+    async with send, anyio.create_task_group() as tg:
+        index = 0
+        while True:
+            # A slot first, then the item: a long (or endless) iterable is pulled lazily.
+            await slots.acquire()
+            item = await _next_item(iterator)
+            if isinstance(item, _End):
+                slots.release()
+                return
+            key = None if key_iter is None else _next_key(key_iter, index)
+            tg.start_soon(_work, run_one, index, item, key, send, slots)
+            index += 1
+
+
+async def _next_item(iterator: Iterator[T] | AsyncIterator[T]) -> T | _End:
+    if isinstance(iterator, AsyncIterator):
+        try:
+            return await anext(iterator)
+        except StopAsyncIteration:
+            return _END
+    return next(iterator, _END)
+
+
+def _next_key(keys: Iterator[str], index: int) -> str:
+    key = next(keys, None)
+    if key is None:
+        raise ValueError(f"map(keys=...) ran out of keys at input {index}")
+    return check_key(key)
+
+
+async def _work(
+    run_one: Callable[[T, str | None], Awaitable[Result]],
+    index: int,
+    item: T,
+    key: str | None,
+    send: ObjectSendStream[MapOutcome],
+    slots: anyio.Semaphore,
+) -> None:
+    try:
+        try:
+            result = await run_one(item, key)
+        except RunComfyError as exc:
+            outcome = MapOutcome(index=index, key=key, error=exc)
+        else:
+            outcome = MapOutcome(index=index, key=key, result=result)
+        # The consumer may have left already; the batch is then being torn down.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await send.send(outcome)
+    finally:
+        slots.release()

@@ -1,0 +1,276 @@
+"""``runcomfy batch``: JSONL of inputs in, JSONL of results out, resumable with a journal.
+
+Every line is checked before anything is submitted, so a typo on line 900 costs nothing.
+Items run through :meth:`Client.map` (bounded concurrency, one bad item never stops the
+rest); with ``--journal`` each item is keyed, so a rerun after a crash or Ctrl-C
+re-attaches to the jobs already submitted and pays for nothing twice. Result lines are
+written in completion order as soon as each item (and its download) is done.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from .._errors import (
+    JobCancelledError,
+    JobFailedError,
+    RunComfyError,
+    SubmitUncertainError,
+    WaitTimeoutError,
+)
+from ._args import UsageError
+from ._exit import ExitCode
+from ._render import emit_json, open_progress, result_json, warn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import ObjectSendStream
+
+    from .._client import Client
+    from .._types import Result
+    from ._context import Context
+
+__all__ = ["BatchItem", "cmd_batch", "read_items"]
+
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
+_DOWNLOADS_AT_ONCE: Final = 4
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One input line: its 1-based line number, its key and its inputs."""
+
+    line: int
+    key: str
+    inputs: dict[str, object]
+
+    def folder(self) -> str:
+        """A safe folder name for the item's downloads, distinct per item."""
+        safe = _UNSAFE.sub("_", self.key).strip("._") or "item"
+        return safe if safe == self.key else f"{safe}-{self.line}"
+
+
+def read_items(text: str, source: str) -> list[BatchItem]:
+    """Parse and check every line before any money is spent.
+
+    A line is either the inputs object itself (its key is ``line-N``) or
+    ``{"key": "...", "inputs": {...}}``. Blank lines are skipped.
+
+    Raises:
+        UsageError: A line is not a JSON object, an envelope is malformed, or two
+            lines share a key.
+    """
+    items: list[BatchItem] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        where = f"{source} line {number}"
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            raise UsageError(f"{where}: not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise UsageError(f"{where}: expected a JSON object of inputs")
+        if isinstance(obj.get("inputs"), dict):
+            extra = set(obj) - {"key", "inputs"}
+            if extra:
+                raise UsageError(f"{where}: unexpected fields {sorted(extra)} beside 'inputs'")
+            key = obj.get("key", f"line-{number}")
+            if not isinstance(key, str | int) or isinstance(key, bool) or key == "":
+                raise UsageError(f"{where}: 'key' must be a non-empty string")
+            key, inputs = str(key), obj["inputs"]
+        else:
+            key, inputs = f"line-{number}", obj
+        if not inputs:
+            raise UsageError(f"{where}: no inputs")
+        if key in seen:
+            raise UsageError(f"{where}: key {key!r} was already used on line {seen[key]}")
+        seen[key] = number
+        items.append(BatchItem(number, key, inputs))
+    if not items:
+        raise UsageError(f"{source} holds no input lines")
+    return items
+
+
+def _severity(error: RunComfyError) -> ExitCode:
+    if isinstance(error, SubmitUncertainError):
+        return ExitCode.SUBMIT_UNCERTAIN
+    if isinstance(error, WaitTimeoutError):
+        return ExitCode.WAIT_TIMEOUT
+    if isinstance(error, JobFailedError | JobCancelledError):
+        return ExitCode.JOB_FAILED
+    return ExitCode.API_ERROR
+
+
+_RANK: Final = {
+    ExitCode.OK: 0,
+    ExitCode.JOB_FAILED: 1,
+    ExitCode.WAIT_TIMEOUT: 2,
+    ExitCode.API_ERROR: 3,
+    ExitCode.SUBMIT_UNCERTAIN: 4,
+}
+
+
+def _error_line(item: BatchItem, error: BaseException) -> dict[str, object]:
+    line: dict[str, object] = {
+        "key": item.key,
+        "line": item.line,
+        "ok": False,
+        "error": " ".join(str(error).split()),
+        "error_type": type(error).__name__,
+    }
+    request_id = getattr(error, "request_id", None)
+    if request_id:
+        line["request_id"] = request_id
+    return line
+
+
+class _Writer:
+    """Result lines to stdout or a file; file writes go through a worker thread."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._file: anyio.AsyncFile[str] | None = None
+
+    async def __aenter__(self) -> _Writer:
+        if self.target != "-":
+            try:
+                self._file = await anyio.open_file(self.target, "a", encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {self.target}: {exc.strerror}") from None
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._file is not None:
+            await self._file.aclose()
+
+    async def write(self, obj: dict[str, object]) -> None:
+        if self._file is None:
+            emit_json(obj)
+            return
+        await self._file.write(json.dumps(obj, default=str) + "\n")
+        await self._file.flush()
+
+
+async def _read_source(source: str) -> str:
+    if source == "-":
+        return await anyio.to_thread.run_sync(sys.stdin.read)
+    try:
+        return await anyio.Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+
+
+async def _settle(
+    client: Client,
+    item: BatchItem,
+    result: Result,
+    download: Path | None,
+    limiter: anyio.CapacityLimiter,
+) -> dict[str, object]:
+    """The result line of a succeeded item, after its download if one was asked for."""
+    line: dict[str, object] = {"key": item.key, "line": item.line, "ok": True}
+    line.update(result_json(result))
+    if download is not None:
+        async with limiter:
+            files = await client.download(result, download / item.folder(), overwrite=True)
+        line["files"] = [str(path) for path in files]
+    return line
+
+
+async def cmd_batch(ctx: Context) -> int:
+    """Run every line of the input file; write one JSON result line per item."""
+    args = ctx.args
+    items = read_items(await _read_source(args.input_file), args.input_file)
+    by_index = dict(enumerate(items))
+    worst = ExitCode.OK
+    counts = {"succeeded": 0, "failed": 0}
+    limiter = anyio.CapacityLimiter(_DOWNLOADS_AT_ONCE)
+    journal = args.journal
+    async with (
+        ctx.client(include_cost=True, journal=journal) as client,
+        _Writer(args.output) as writer,
+    ):
+        send, receive = anyio.create_memory_object_stream[dict[str, object]](len(items))
+        with open_progress("jobs", len(items)) as progress:
+
+            def record(line: dict[str, object]) -> None:
+                nonlocal worst
+                ok = bool(line["ok"])
+                counts["succeeded" if ok else "failed"] += 1
+                progress.advance(f"{line['key']} {'ok' if ok else line.get('error_type')}")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_drain, receive, writer, record)
+                async with send:
+                    outcomes = client.map(
+                        args.model,
+                        [item.inputs for item in items],
+                        concurrency=args.concurrency,
+                        keys=[item.key for item in items] if journal else None,
+                        timeout=ctx.timeout,
+                    )
+                    async with aclosing(outcomes) as stream:
+                        async for outcome in stream:
+                            item = by_index[outcome.index]
+                            if outcome.error is not None or outcome.result is None:
+                                error = outcome.error
+                                assert error is not None
+                                code = _severity(error)
+                                worst = code if _RANK[code] > _RANK[worst] else worst
+                                await send.send(_error_line(item, error))
+                                continue
+                            tg.start_soon(
+                                _finish_item,
+                                client,
+                                item,
+                                outcome.result,
+                                args.download,
+                                limiter,
+                                send.clone(),
+                            )
+    total = len(items)
+    where = "" if args.output == "-" else f"; results in {args.output}"
+    resume = f"; rerun with --journal {journal} to resume" if journal else ""
+    warn(f"{total} items: {counts['succeeded']} succeeded, {counts['failed']} did not{where}{resume}")
+    if worst is ExitCode.OK and counts["failed"]:
+        worst = ExitCode.API_ERROR
+    return worst
+
+
+async def _finish_item(
+    client: Client,
+    item: BatchItem,
+    result: Result,
+    download: Path | None,
+    limiter: anyio.CapacityLimiter,
+    send: ObjectSendStream[dict[str, object]],
+) -> None:
+    async with send:
+        try:
+            line = await _settle(client, item, result, download, limiter)
+        except (RunComfyError, OSError, ValueError) as exc:
+            line = _error_line(item, exc)
+            line["request_id"] = result.request_id
+        await send.send(line)
+
+
+async def _drain(
+    receive: anyio.abc.ObjectReceiveStream[dict[str, object]],
+    writer: _Writer,
+    record: Callable[[dict[str, object]], None],
+) -> None:
+    async with receive:
+        async for line in receive:
+            await writer.write(line)
+            record(line)
