@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from ._client import TOKEN_ENV, Client, RequestHandle
 from ._config import Limits, Timeouts
+from ._download import DownloadProgress
 from ._errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
     ConnectError,
     ConnectTimeoutError,
+    DownloadTooLargeError,
     InputValidationError,
     InsufficientBalanceError,
     InvalidInputError,
@@ -64,6 +66,8 @@ __all__ = [
     "Completed",
     "ConnectError",
     "ConnectTimeoutError",
+    "DownloadProgress",
+    "DownloadTooLargeError",
     "Event",
     "Failed",
     "InProgress",

@@ -5,6 +5,10 @@ chunk writes run off the event loop, and nothing is renamed into place until *ev
 of the call has arrived whole and been fsync'd. Any failure or cancellation removes every
 temporary file, so an interrupted call leaves nothing behind.
 
+A transfer broken by a transient failure is retried with the client's policy, asking for
+the rest with ``Range: bytes=N-`` (and ``If-Range``, so a changed file is not spliced);
+a ``206`` that starts at ``N`` continues the file, and a ``200`` restarts it from byte 0.
+
 Output URLs are public storage URLs: no ``Authorization`` header ever goes there (the
 transport strips it), ``https`` is allowed to any host and plain ``http`` only to loopback,
 the same rule as the API base URL. File names come from the URL but are made safe (see
@@ -28,7 +32,13 @@ from urllib.parse import urlsplit
 import anyio
 import msgspec
 
-from ._errors import NetworkError, RunComfyError, TransportError, UnexpectedResponseError
+from ._errors import (
+    DownloadTooLargeError,
+    NetworkError,
+    RunComfyError,
+    TransportError,
+    UnexpectedResponseError,
+)
 from ._filenames import (
     check_download_url,
     extension_for,
@@ -41,7 +51,7 @@ from ._retry import DEFAULT_RETRY, RetryPolicy, backoff_delay, is_retryable_read
 
 # The transport's own status mapping and Retry-After parsing, so storage errors are the
 # same classes as API errors (private names: they are one package's internals).
-from ._transport import _parse_retry_after, _status_error, is_loopback
+from ._transport import is_loopback, parse_retry_after, status_error
 from ._types import JobState, Output, Result
 
 if TYPE_CHECKING:
@@ -54,7 +64,6 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_BYTES",
     "DownloadProgress",
-    "DownloadTooLargeError",
     "download",
 ]
 
@@ -67,24 +76,6 @@ DEFAULT_MAX_BYTES: Final = 2 * 1024**3
 """Per-file size cap: 2 GiB, well above any Wan video, well below a full disk."""
 
 _CONTENT_RANGE: Final = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-
-
-class DownloadTooLargeError(RunComfyError):
-    """An output file is larger than the ``max_bytes`` cap; nothing was kept.
-
-    Attributes:
-        url: The file's URL, without its query string (which may hold a signature).
-        max_bytes: The cap in force.
-        size: The size the server announced, or ``None`` when the cap was crossed
-            mid-stream without an announced size.
-    """
-
-    def __init__(self, *, url: str, max_bytes: int, size: int | None) -> None:
-        told = f"is {size} bytes" if size is not None else "sent more bytes"
-        super().__init__(f"download of {url} refused: it {told}, over the {max_bytes}-byte cap")
-        self.url = url
-        self.max_bytes = max_bytes
-        self.size = size
 
 
 class DownloadProgress(Protocol):
@@ -173,8 +164,6 @@ async def _body_total(resp: StreamResponse, t: _Transfer) -> tuple[bool, int | N
         etag = resp.headers.get("ETag")
         strong = etag if etag and not etag.startswith("W/") else None
         t.validator = strong or resp.headers.get("Last-Modified")
-        if resp.headers.get("Accept-Ranges", "").lower() == "none":
-            t.validator = None
         return True, length
     if resp.status in (206, 416):
         match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
@@ -187,9 +176,9 @@ async def _body_total(resp: StreamResponse, t: _Transfer) -> tuple[bool, int | N
             )
         await t.restart()
         return False, None
-    retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     # Status only: a storage body is not a RunComfy envelope, and its error_code would lie.
-    raise _status_error(
+    raise status_error(
         status=resp.status, body=b"", route=t.route, request_id=None, retry_after=retry_after
     )
 

@@ -24,7 +24,8 @@ The tree, by what the caller can do about it::
     │   ├── JobCancelledError
     │   └── WaitTimeoutError           the overall deadline passed (also TimeoutError)
     ├── SubmitUncertainError           a submit may or may not have created a billed job
-    └── InputValidationError           inputs refused locally, before any request (also ValueError)
+    ├── InputValidationError           inputs refused locally, before any request (also ValueError)
+    └── DownloadTooLargeError          an output file is over the download size cap
 
 Every message is a sentence naming the route, the request id and the status; the
 structured facts are attributes. No message ever contains the API token. All
@@ -46,6 +47,7 @@ __all__ = [
     "BadRequestError",
     "ConnectError",
     "ConnectTimeoutError",
+    "DownloadTooLargeError",
     "InputValidationError",
     "InsufficientBalanceError",
     "InvalidInputError",
@@ -319,3 +321,24 @@ class InputValidationError(RunComfyError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
+
+
+# --- downloads ---------------------------------------------------------------------------
+
+
+class DownloadTooLargeError(RunComfyError):
+    """An output file is larger than the ``max_bytes`` cap; nothing was kept.
+
+    Attributes:
+        url: The file's URL, without its query string (which may hold a signature).
+        max_bytes: The cap in force.
+        size: The size the server announced, or ``None`` when the cap was crossed
+            mid-stream without an announced size.
+    """
+
+    def __init__(self, *, url: str, max_bytes: int, size: int | None) -> None:
+        told = f"is {size} bytes" if size is not None else "sent more bytes"
+        super().__init__(f"download of {url} refused: it {told}, over the {max_bytes}-byte cap")
+        self.url = url
+        self.max_bytes = max_bytes
+        self.size = size

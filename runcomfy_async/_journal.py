@@ -419,6 +419,10 @@ def _insert_intent(
             " reason = NULL, created_at = excluded.created_at, submitted_at = NULL,"
             " finished_at = NULL WHERE state IN ('intent', 'uncertain')"
         )
-    cursor = conn.execute(sql, (key, model_id, inputs, time.time()))
+    taken = f"key {key!r} is journaled already" + (" and is not uncertain" if replace else "")
+    try:
+        cursor = conn.execute(sql, (key, model_id, inputs, time.time()))
+    except sqlite3.IntegrityError as exc:
+        raise sqlite3.IntegrityError(taken) from exc
     if cursor.rowcount != 1:
-        raise sqlite3.IntegrityError(f"key {key!r} is journaled already and is not uncertain")
+        raise sqlite3.IntegrityError(taken)

@@ -43,7 +43,15 @@ from ._errors import (
 from ._types import decode_error_envelope
 from ._version import __version__
 
-__all__ = ["Response", "StreamResponse", "Transport", "check_base_url", "is_loopback"]
+__all__ = [
+    "Response",
+    "StreamResponse",
+    "Transport",
+    "check_base_url",
+    "is_loopback",
+    "parse_retry_after",
+    "status_error",
+]
 
 USER_AGENT: Final = f"runcomfy-async/{__version__}"
 
@@ -99,7 +107,7 @@ def check_base_url(base_url: str) -> URL:
     return url
 
 
-def _parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
@@ -120,7 +128,7 @@ class Response(msgspec.Struct, frozen=True):
     body: bytes
 
 
-def _status_error(
+def status_error(
     *,
     status: int,
     body: bytes,
@@ -139,17 +147,26 @@ def _status_error(
         cls = _BY_STATUS.get(effective)
     if cls is None:
         cls = ServerError if effective >= 500 else APIStatusError
-    fields = {
-        "route": route,
-        "status": status,
-        "request_id": request_id,
-        "error_code": code,
-        "error_message": envelope.text if envelope else None,
-        "detail": envelope.detail if envelope else None,
-    }
+    message = envelope.text if envelope else None
+    detail = envelope.detail if envelope else None
     if cls is RateLimitError:
-        return RateLimitError(retry_after=retry_after, **fields)
-    return cls(**fields)
+        return RateLimitError(
+            retry_after=retry_after,
+            route=route,
+            status=status,
+            request_id=request_id,
+            error_code=code,
+            error_message=message,
+            detail=detail,
+        )
+    return cls(
+        route=route,
+        status=status,
+        request_id=request_id,
+        error_code=code,
+        error_message=message,
+        detail=detail,
+    )
 
 
 class StreamResponse:
@@ -290,13 +307,13 @@ class Transport:
             ) as resp:
                 payload = await resp.read()
                 status = resp.status
-                retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 location = resp.headers.get("Location")
         if 200 <= status < 300:
             if _ERROR_CODE_MARK in payload:
                 envelope = decode_error_envelope(payload)
                 if envelope is not None and envelope.error_code is not None:
-                    raise _status_error(
+                    raise status_error(
                         status=status,
                         body=payload,
                         route=route,
@@ -311,7 +328,7 @@ class Transport:
                 request_id=request_id,
                 error_message=f"redirect to {location!r} not followed",
             )
-        raise _status_error(
+        raise status_error(
             status=status,
             body=payload,
             route=route,

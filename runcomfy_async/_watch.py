@@ -324,7 +324,7 @@ async def watch(
     request_id: str,
     *,
     model_id: str | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 - see the module docstring
+    timeout: float | None = None,
     submitted_at: float | None = None,
 ) -> AsyncIterator[Event]:
     """Yield a job's transitions until, and including, the terminal one.
@@ -373,7 +373,7 @@ async def wait(
     request_id: str,
     *,
     model_id: str | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 - see the module docstring
+    timeout: float | None = None,
     submitted_at: float | None = None,
 ) -> Result:
     """Wait for a job to finish and return its result. Never cancels remotely.
@@ -414,7 +414,7 @@ async def run_to_result(
     request_id: str,
     *,
     model_id: str | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 - see the module docstring
+    timeout: float | None = None,
     cancel_on_exit: bool = True,
 ) -> Result:
     """Wait for a job just submitted; cancel it remotely if abandoned while queued.

@@ -305,7 +305,9 @@ def test_token_with_control_characters_refused(token: str) -> None:
 
 
 @pytest.mark.parametrize("model_id", ["", "../x", "a//b", "a/../b", "a b", "a?x=1", "a\n"])
-async def test_bad_model_ids_refused_before_io(client: Client, sim: Simulator, model_id: str) -> None:
+async def test_bad_model_ids_refused_before_io(
+    client: Client, sim: Simulator, model_id: str
+) -> None:
     """Malformed model ids are refused locally, with no request."""
     with pytest.raises(ValueError, match="model id"):
         await client.submit(model_id, GOOD_INPUTS)

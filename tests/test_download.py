@@ -13,6 +13,7 @@ import pytest
 
 from runcomfy_async import (
     Client,
+    DownloadTooLargeError,
     JobState,
     NetworkError,
     NotFoundError,
@@ -22,7 +23,7 @@ from runcomfy_async import (
     ServerError,
     TransportError,
 )
-from runcomfy_async._download import DownloadTooLargeError, _Options, _pump, _Transfer
+from runcomfy_async._download import _Options, _pump, _Transfer
 from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
 from runcomfy_async.testing._assets import content_for
 

@@ -21,7 +21,9 @@ from runcomfy_async._types import decode_result
         rc.InputValidationError(field="prompt", value="x" * 900, rule="at most 800 characters"),
         rc.WaitTimeoutError("r1", timeout=5, last_status="in_queue"),
         rc.JobCancelledError("r1"),
-        rc.JobFailedError(decode_result(b'{"request_id": "r1", "status": "failed", "error": "oom"}')),
+        rc.JobFailedError(
+            decode_result(b'{"request_id": "r1", "status": "failed", "error": "oom"}')
+        ),
     ],
 )
 def test_errors_pickle_with_their_facts(exc: rc.RunComfyError) -> None:

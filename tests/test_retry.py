@@ -14,7 +14,7 @@ from runcomfy_async._retry import (
     is_retryable_submit,
     retrying,
 )
-from runcomfy_async._transport import _parse_retry_after
+from runcomfy_async._transport import parse_retry_after
 
 
 def test_backoff_grows_to_the_cap() -> None:
@@ -48,11 +48,11 @@ def test_retry_after_is_honoured_and_capped() -> None:
 
 def test_retry_after_header_forms() -> None:
     """Retry-After is read as seconds or as an HTTP-date; nonsense is ignored."""
-    assert _parse_retry_after("7") == 7
-    assert _parse_retry_after("0.25") == 0.25
-    assert _parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
-    assert _parse_retry_after("soon") is None
-    assert _parse_retry_after(None) is None
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after("0.25") == 0.25
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
 
 
 @pytest.mark.parametrize("bad", [{"attempts": 0}, {"initial": -1}, {"multiplier": 0.5}])

@@ -74,7 +74,9 @@ def test_result_object_output() -> None:
       "cost": 0.25, "model_id": "wan-ai/wan-2-5/image-to-video", "extra": {"x": 1}}"""
     result = decode_result(body)
     assert result.status is JobState.SUCCEEDED
-    assert result.output == Output(image="https://s/a.png", videos=("https://s/a.mp4", "https://s/b.mp4"))
+    assert result.output == Output(
+        image="https://s/a.png", videos=("https://s/a.mp4", "https://s/b.mp4")
+    )
     assert result.output.urls == ("https://s/a.png", "https://s/a.mp4", "https://s/b.mp4")
     assert result.created_at is not None and result.finished_at is not None
     assert result.finished_at - result.created_at == timedelta(minutes=1)
@@ -125,7 +127,9 @@ def test_result_odd_dates_and_cost_do_not_crash() -> None:
     assert decode_result(b'{"request_id": "r", "status": "succeeded", "cost": "0.5"}').cost == 0.5
 
 
-@pytest.mark.parametrize("outcome", ["cancelled", "not_cancellable", "cancellation_requested", "weird"])
+@pytest.mark.parametrize(
+    "outcome", ["cancelled", "not_cancellable", "cancellation_requested", "weird"]
+)
 def test_cancel_outcomes_kept_verbatim(outcome: str) -> None:
     """Any cancel outcome string is kept as is."""
     body = b'{"request_id": "r", "status": "cancelled", "outcome": "%s"}' % outcome.encode()

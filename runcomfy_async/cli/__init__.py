@@ -3,16 +3,25 @@
 ``main()`` parses the command line, runs one subcommand in ``asyncio.run`` and turns
 every outcome into a documented exit code (see ``runcomfy --help``). A
 :class:`~runcomfy_async.RunComfyError` is printed as one ``error: ...`` line on stderr,
-never a traceback. Ctrl-C cancels the main task (asyncio's own SIGINT handling), so
-``run`` can cancel a still-queued job remotely before the command exits 130.
+never a traceback.
+
+Ctrl-C cancels the command's anyio cancel scope rather than the asyncio task (what
+``asyncio.run`` would do by default): anyio's shields only hold against their own
+scopes, and ``run`` relies on one to finish a submit already on the wire and cancel
+that job remotely before exiting 130. A second Ctrl-C raises ``KeyboardInterrupt`` at
+once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import anyio
 
 from .._errors import RunComfyError
 from ._args import UsageError, build_parser
@@ -20,6 +29,8 @@ from ._exit import ExitCode, exit_code_for
 
 if TYPE_CHECKING:
     import argparse
+
+    from anyio.abc import TaskStatus
 
 __all__ = ["ExitCode", "main"]
 
@@ -67,18 +78,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits itself: 0 for --help, 2 for mistakes
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     try:
-        return asyncio.run(_dispatch(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
+        code = asyncio.run(_main(args))
+    except BaseException as exc:  # noqa: BLE001 -- classified below; the rest re-raised
+        return _exit_for(exc)
+    if code is None:
+        if args.command == "simulator":
+            return ExitCode.OK  # Ctrl-C is how a server is stopped
         print("interrupted", file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED
-    except UsageError as exc:
-        _error(str(exc))
+    return code
+
+
+def _can_trap_sigint() -> bool:
+    # The event loop can own signals only in the main thread, and not on Windows.
+    return sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+
+
+async def _trap_sigint(
+    scope: anyio.CancelScope, seen: list[bool], *, task_status: TaskStatus[None]
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
+        async for _ in signals:
+            seen.append(True)
+            scope.cancel()
+            break
+    # Leaving the receiver restores Python's handler: a second Ctrl-C is a KeyboardInterrupt.
+
+
+async def _main(args: argparse.Namespace) -> int | None:
+    """Run the command under a cancel scope that Ctrl-C cancels; None when interrupted."""
+    interrupted: list[bool] = []
+    code: int | None = None
+    async with anyio.create_task_group() as tg:
+        if _can_trap_sigint():
+            await tg.start(_trap_sigint, tg.cancel_scope, interrupted)
+        code = await _dispatch(args)
+        tg.cancel_scope.cancel()
+    return None if interrupted else code
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The exception that matters inside a task group's ExceptionGroup."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        # A real failure explains more than the cancellations it caused in its siblings.
+        leaves = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        exc = (leaves or list(exc.exceptions))[0]
+    return exc
+
+
+def _exit_for(exc: BaseException) -> int:
+    """Report a failure in one line and return its exit code; re-raise bugs."""
+    leaf = _leaf(exc)
+    if isinstance(leaf, KeyboardInterrupt | asyncio.CancelledError):
+        print("interrupted", file=sys.stderr, flush=True)
+        return ExitCode.INTERRUPTED
+    if isinstance(leaf, UsageError):
+        _error(str(leaf))
         return ExitCode.USAGE
-    except RunComfyError as exc:
-        _error(str(exc))
-        return exit_code_for(exc)
-    except OSError as exc:
+    if isinstance(leaf, RunComfyError):
+        _error(str(leaf))
+        return exit_code_for(leaf)
+    if isinstance(leaf, OSError):
         # The disk, not the API: an output file exists, a folder is not writable.
-        where = f": {exc.filename}" if exc.filename else ""
-        _error(f"{exc.strerror or exc}{where}")
+        where = f": {leaf.filename}" if leaf.filename else ""
+        _error(f"{leaf.strerror or leaf}{where}")
         return ExitCode.API_ERROR
+    raise exc

@@ -107,7 +107,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="model id, e.g. wan-ai/wan-2-5/image-to-video")
+    parser.add_argument(
+        "model", metavar="MODEL", help="model id, e.g. wan-ai/wan-2-5/image-to-video"
+    )
     parser.add_argument(
         "-i",
         "--input",
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_inputs(p)
     p.add_argument("-o", "--out", metavar="DIR", type=Path, help="download the outputs here")
+    p.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
     p.add_argument(
         "--no-cancel",
         dest="cancel_on_exit",
@@ -187,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--out", metavar="DIR", type=Path, default=Path("."), help="folder (default: .)"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
 
     p = sub(
         "batch",
@@ -205,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency", metavar="N", type=_positive_int, default=32, help="jobs at once (32)"
     )
-    p.add_argument("--download", metavar="DIR", type=Path, help="download outputs, one folder per key")
+    p.add_argument(
+        "--download", metavar="DIR", type=Path, help="download outputs, one folder per key"
+    )
 
     p = sub("models", "show catalog entries (default: the models this package knows)")
     p.add_argument("model_ids", metavar="MODEL", nargs="*")

@@ -15,7 +15,7 @@ import sys
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import anyio
 
@@ -28,14 +28,15 @@ from .._errors import (
 )
 from ._args import UsageError
 from ._exit import ExitCode
-from ._render import emit_json, open_progress, result_json, warn
+from ._render import emit_json, json_line, open_progress, result_json, warn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Callable
 
     from anyio.abc import ObjectSendStream
 
     from .._client import Client
+    from .._map import MapOutcome
     from .._types import Result
     from ._context import Context
 
@@ -158,7 +159,7 @@ class _Writer:
         if self._file is None:
             emit_json(obj)
             return
-        await self._file.write(json.dumps(obj, default=str) + "\n")
+        await self._file.write(json_line(obj))
         await self._file.flush()
 
 
@@ -205,7 +206,6 @@ async def cmd_batch(ctx: Context) -> int:
         with open_progress("jobs", len(items)) as progress:
 
             def record(line: dict[str, object]) -> None:
-                nonlocal worst
                 ok = bool(line["ok"])
                 counts["succeeded" if ok else "failed"] += 1
                 progress.advance(f"{line['key']} {'ok' if ok else line.get('error_type')}")
@@ -213,12 +213,17 @@ async def cmd_batch(ctx: Context) -> int:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_drain, receive, writer, record)
                 async with send:
-                    outcomes = client.map(
-                        args.model,
-                        [item.inputs for item in items],
-                        concurrency=args.concurrency,
-                        keys=[item.key for item in items] if journal else None,
-                        timeout=ctx.timeout,
+                    # map() returns an async generator; typed as an iterator, so say what it is
+                    # for aclosing(), which finishes its cleanup before we move on.
+                    outcomes = cast(
+                        "AsyncGenerator[MapOutcome, None]",
+                        client.map(
+                            args.model,
+                            [item.inputs for item in items],
+                            concurrency=args.concurrency,
+                            keys=[item.key for item in items] if journal else None,
+                            timeout=ctx.timeout,
+                        ),
                     )
                     async with aclosing(outcomes) as stream:
                         async for outcome in stream:
@@ -241,8 +246,11 @@ async def cmd_batch(ctx: Context) -> int:
                             )
     total = len(items)
     where = "" if args.output == "-" else f"; results in {args.output}"
-    resume = f"; rerun with --journal {journal} to resume" if journal else ""
-    warn(f"{total} items: {counts['succeeded']} succeeded, {counts['failed']} did not{where}{resume}")
+    resume = ""
+    if journal and counts["failed"]:
+        resume = f"; rerun with the same --journal {journal} to retry them (finished ones are kept)"
+    ok, bad = counts["succeeded"], counts["failed"]
+    warn(f"{total} items: {ok} succeeded, {bad} did not{where}{resume}")
     if worst is ExitCode.OK and counts["failed"]:
         worst = ExitCode.API_ERROR
     return worst

@@ -30,6 +30,8 @@ from ._render import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .._client import Client, RequestHandle
     from .._events import Event
     from .._types import Result
@@ -95,14 +97,16 @@ async def _cancel_queued(ctx: Context, handle: RequestHandle) -> None:
         warn(f"cancelling request {handle.request_id} timed out; it may still run")
 
 
-async def _finish(ctx: Context, client: Client, result: Result, out: object) -> None:
+async def _finish(ctx: Context, client: Client, result: Result, out: Path | None) -> None:
     """Print a succeeded job's outputs, or download them when ``--out`` was given."""
     if out is None:
         if not ctx.json:
             for url in result.output.urls if result.output else ():
                 say(url)
         return
-    paths = await download_result(client, result, out, show_progress=not ctx.json)
+    paths = await download_result(
+        client, result, out, show_progress=not ctx.json, overwrite=ctx.args.overwrite
+    )
     if ctx.json:
         emit_json({"event": "downloaded", "request_id": result.request_id, "files": paths})
     else:
@@ -120,9 +124,14 @@ async def cmd_run(ctx: Context) -> int:
     args = ctx.args
     inputs = parse_inputs(args.inputs, args.inputs_json)
     async with ctx.client(include_cost=True) as client:
-        handle = await client.submit(args.model, inputs)
+        # A Ctrl-C while the POST is on the wire must not lose the job it may create:
+        # finish the submit (bounded by the client's timeouts), then cancel below.
+        with anyio.CancelScope(shield=True):
+            handle = await client.submit(args.model, inputs)
         if ctx.json:
-            emit_json({"event": "submitted", "request_id": handle.request_id, "model_id": args.model})
+            emit_json(
+                {"event": "submitted", "request_id": handle.request_id, "model_id": args.model}
+            )
         else:
             warn(f"submitted {args.model}: request {handle.request_id}")
         last: Event | None = None

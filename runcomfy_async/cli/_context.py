@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from .._client import TOKEN_ENV, Client
 from .._config import DEFAULT_BASE_URL
 from ._args import BASE_URL_ENV, UsageError
-
-if TYPE_CHECKING:
-    from .._polling import PollPolicy
 
 __all__ = ["Context"]
 
@@ -50,7 +47,7 @@ class Context:
         Raises:
             UsageError: No token anywhere, or an unreadable token file.
         """
-        path = self.args.token_file
+        path: Path | None = self.args.token_file
         if path is not None:
             try:
                 token = path.read_text(encoding="utf-8").strip()
@@ -72,21 +69,18 @@ class Context:
         *,
         include_cost: bool = False,
         journal: str | None = None,
-        polling: PollPolicy | None = None,
     ) -> Client:
         """Build a client from the options.
 
         Raises:
             UsageError: No token, or a base URL the client refuses.
         """
-        extra = {} if polling is None else {"polling": polling}
         try:
             return Client(
                 self.token(),
                 base_url=self.base_url(),
                 include_cost=include_cost,
                 journal=journal,
-                **extra,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from ._render import has_rich
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from .._client import Client
     from .._types import Result
 
@@ -35,7 +37,7 @@ class _Bars:
             TransferSpeedColumn(),
             console=Console(stderr=True),
         )
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def __call__(self, url: str, done: int, total: int | None) -> None:
         task = self._tasks.get(url)

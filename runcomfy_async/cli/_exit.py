@@ -36,12 +36,13 @@ class ExitCode(enum.IntEnum):
 EXIT_CODES_HELP: Final = """\
 exit codes:
   0    success
-  1    a job failed or was cancelled (for batch: at least one item did not succeed)
+  1    a job failed or was cancelled
   2    usage error: bad arguments, no API token, or inputs refused locally (nothing sent)
-  3    the API or the network failed (any other RunComfyError)
-  4    a submit may or may not have created a job; it was not retried (check before resubmitting)
+  3    the API, the network or the disk failed (a RunComfyError, or a file error)
+  4    a submit may or may not have created a job; it was not retried (check first)
   124  the --timeout deadline passed while waiting (the job may still be running)
-  130  interrupted by Ctrl-C (a job still queued by `run` is cancelled first)"""
+  130  interrupted by Ctrl-C (a job `run` left queued is cancelled first)
+  batch returns the most serious of its items' codes: 4, then 3, then 124, then 1"""
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:

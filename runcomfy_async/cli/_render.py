@@ -31,6 +31,7 @@ __all__ = [
     "event_json",
     "event_line",
     "has_rich",
+    "json_line",
     "open_progress",
     "result_json",
     "say",
@@ -64,9 +65,14 @@ def to_json(value: object) -> Any:
     return msgspec.to_builtins(value, enc_hook=str)
 
 
+def json_line(obj: Mapping[str, object]) -> str:
+    """One JSON object as one compact line, newline included."""
+    return _encoder.encode(to_json(obj)).decode() + "\n"
+
+
 def emit_json(obj: Mapping[str, object]) -> None:
     """Print one JSON object as one line on stdout."""
-    sys.stdout.write(_encoder.encode(to_json(obj)).decode() + "\n")
+    sys.stdout.write(json_line(obj))
     sys.stdout.flush()
 
 

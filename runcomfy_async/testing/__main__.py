@@ -22,7 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
     parser.add_argument("--port", type=int, default=0, help="API port (0: any free port)")
     parser.add_argument("--storage-port", type=int, default=0, help="storage origin port")
-    parser.add_argument("--clock", choices=("scripted", "wall"), default="wall")
+    parser.add_argument(
+        "--clock",
+        choices=("scripted", "wall"),
+        default="scripted",
+        help="scripted: jobs move one step per status poll; wall: real time and workers",
+    )
     parser.add_argument("--workers", type=int, default=4, help="wall clock: parallel jobs")
     parser.add_argument(
         "--run-seconds",
@@ -77,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if len(args.run_seconds) > 2:
         _parser().error("--run-seconds takes one value or two (LO HI)")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(args))
+    except ValueError as exc:  # an invalid option combination, e.g. --workers 0
+        _parser().error(str(exc))
     return 0
 
 

@@ -2,8 +2,8 @@
 
 Handlers only translate HTTP to calls on the pure :class:`~._state.World` and write the bodies
 from :mod:`._payloads`. One middleware per origin logs every request, applies the fault plan
-(:mod:`._faults`, :mod:`._inject`) and turns every failure — a refused request, an unknown route, a wrong method,
-a bug — into RunComfy's error envelope, never an HTML page or a Python traceback.
+(:mod:`._faults`, :mod:`._inject`) and turns every failure (a refused request, an unknown
+route, a wrong method, a bug) into RunComfy's error envelope, never HTML or a traceback.
 """
 
 from __future__ import annotations

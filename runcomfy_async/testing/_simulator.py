@@ -77,15 +77,7 @@ class Simulator:
         storage_port: int = 0,
         now: Callable[[], float] | None = None,
     ) -> None:
-        _check_choice("unknown_models", unknown_models, ("accept", "reject"))
-        _check_choice("terminal_status", terminal_status, ("completed", "outcome"))
-        _check_choice(
-            "cancel_running", cancel_running, ("not_cancellable", "cancellation_requested")
-        )
-        if not token:
-            raise ValueError("token must not be empty")
-        if retention_seconds is not None and retention_seconds < 0:
-            raise ValueError("retention_seconds must be >= 0")
+        _check_options(token, unknown_models, terminal_status, cancel_running, retention_seconds)
         world = World(
             clock=clock,
             script=script,
@@ -254,6 +246,23 @@ class Simulator:
         return url
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+def _check_options(
+    token: str,
+    unknown_models: str,
+    terminal_status: str,
+    cancel_running: str,
+    retention_seconds: float | None,
+) -> None:
+    """Reject invalid Simulator options early (the World checks its own)."""
+    choices = (
+        ("unknown_models", unknown_models, ("accept", "reject")),
+        ("terminal_status", terminal_status, ("completed", "outcome")),
+        ("cancel_running", cancel_running, ("not_cancellable", "cancellation_requested")),
+    )
+    for name, value, allowed in choices:
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+    if not token:
+        raise ValueError("token must not be empty")
+    if retention_seconds is not None and retention_seconds < 0:
+        raise ValueError("retention_seconds must be >= 0")

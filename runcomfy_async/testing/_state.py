@@ -106,7 +106,7 @@ class JobInfo(msgspec.Struct, frozen=True):
     finished_at: str | None
 
 
-class Snapshot(msgspec.Struct, frozen=True):
+class Snapshot(msgspec.Struct, frozen=True, gc=False):
     """What one request sees of a job: its state, queue position and any scripted raw word."""
 
     state: JobState
