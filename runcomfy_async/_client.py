@@ -8,7 +8,14 @@ Policy lives elsewhere — retries in ``_retry``, routes in ``_api``, polling in
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from typing import TYPE_CHECKING, Any, Final, overload
 
 from ._api import Api, check_model_id, check_request_id
@@ -539,7 +546,7 @@ class Client:
         timeout: float | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
-    ) -> AsyncIterator[MapOutcome]: ...
+    ) -> AsyncGenerator[MapOutcome, None]: ...
 
     @overload
     def map(
@@ -552,7 +559,7 @@ class Client:
         timeout: float | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
-    ) -> AsyncIterator[MapOutcome]: ...
+    ) -> AsyncGenerator[MapOutcome, None]: ...
 
     def map(
         self,
@@ -564,7 +571,7 @@ class Client:
         timeout: float | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
-    ) -> AsyncIterator[MapOutcome]:
+    ) -> AsyncGenerator[MapOutcome, None]:
         """Run many jobs, ``concurrency`` at a time, yielding each outcome as it completes.
 
         ``map(model_id, inputs)`` takes mappings for one model; ``map(typed_inputs)``
@@ -590,7 +597,7 @@ class Client:
             on_uncertain: For keys journaled as possibly submitted (see :meth:`run`).
 
         Returns:
-            An async iterator of outcomes, in completion order.
+            An async generator of outcomes, in completion order.
 
         Raises:
             ValueError: A bad option, or ``keys`` without a journal (raised at once); fewer
@@ -609,11 +616,10 @@ class Client:
             raise TypeError("call map(model_id, inputs) or map(typed_inputs)")
 
         async def run_one(item: MapItem, key: str | None) -> Result:
-            chosen = check_item(model_id, item)
             if isinstance(item, Mapping):
-                assert chosen is not None
+                assert model_id is not None  # check_item() saw to it
                 return await self.run(
-                    chosen,
+                    model_id,
                     item,
                     timeout=timeout,
                     key=key,
@@ -628,7 +634,13 @@ class Client:
                 on_uncertain=on_uncertain,
             )
 
-        return map_outcomes(run_one, items, keys=keys, concurrency=concurrency)
+        return map_outcomes(
+            run_one,
+            items,
+            keys=keys,
+            concurrency=concurrency,
+            check=lambda item: check_item(model_id, item),
+        )
 
 
 def _check_timeout(timeout: float | None) -> None:

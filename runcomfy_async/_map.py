@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -91,16 +92,25 @@ async def map_outcomes(
     *,
     keys: Iterable[str] | None,
     concurrency: int,
-) -> AsyncIterator[MapOutcome]:
+    check: Callable[[T], object] | None = None,
+) -> AsyncGenerator[MapOutcome, None]:
     """Run ``run_one`` over ``items``, at most ``concurrency`` at a time, yielding outcomes.
 
     Outcomes come in completion order. A :class:`RunComfyError` becomes that item's
     outcome; anything else (a bug, a broken iterable, too few keys) stops the batch and
     is raised here. Items are pulled lazily, one per free slot, so an endless iterable
     works. Cleanup on early exit finishes before the generator does.
+
+    Args:
+        run_one: Runs one item, given the item and its key.
+        items: The items, a plain or an async iterable.
+        keys: One key per item, or None.
+        concurrency: Items run at once.
+        check: Called on each item before it starts; whatever it raises (a misuse)
+            stops the batch, once, before any later item starts.
     """
     send, receive = anyio.create_memory_object_stream[MapOutcome](concurrency)
-    pump = asyncio.create_task(_pump(run_one, items, keys, concurrency, send))
+    pump = asyncio.create_task(_pump(run_one, items, keys, concurrency, check, send))
     try:
         async for outcome in receive:
             yield outcome
@@ -132,6 +142,7 @@ async def _pump(
     items: Iterable[T] | AsyncIterable[T],
     keys: Iterable[str] | None,
     concurrency: int,
+    check: Callable[[T], object] | None,
     send: ObjectSendStream[MapOutcome],
 ) -> None:
     slots = anyio.Semaphore(concurrency)
@@ -147,6 +158,8 @@ async def _pump(
                 slots.release()
                 return
             key = None if key_iter is None else _next_key(key_iter, index)
+            if check is not None:
+                check(item)
             tg.start_soon(_work, run_one, index, item, key, send, slots)
             index += 1
 

@@ -37,7 +37,7 @@ RUN_SECONDS: Final = (40.0, 75.0)
 """Simulated run time of one job, drawn uniformly (Wan 2.5 at 720P takes about a minute)."""
 FAIL_JOB: Final = 9
 CANCEL_JOB: Final = 24
-CANCEL_AFTER: Final = 30.0
+CANCEL_AFTER: Final = 10.0
 """Simulated seconds after its submit when the last job, still queued, is cancelled."""
 DOWNLOAD_CONCURRENCY: Final = 4
 SEED: Final = 7
