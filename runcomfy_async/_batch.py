@@ -5,12 +5,14 @@ A keyed run follows its key's state in the journal (``_journal``)::
     no entry   → record intent, POST, record request id, wait, record outcome
     submitted  → re-attach to the request: no new POST
     finished   → return the stored result: no request at all
-    failed     → raise the stored failure: no request at all
+    failed     → the job ran and failed (its result is kept for the record): a rerun
+                 submits it again, since a failed job gave nothing to pay twice for
     intent     → the process stopped mid-submit, so a job may exist: raise
     uncertain    UncertainKeyError, unless on_uncertain="resubmit"
 
 A job that ends *cancelled* produced nothing and cost nothing, so its key is freed: a
 rerun that re-attaches to a job cancelled by an earlier, abandoned run submits it afresh.
+So a batch is rerun until every key is finished; only uncertain keys need a decision.
 
 The intent write, the POST and the request-id write run in one shielded block, so that
 cancelling a run never leaves a key looking uncertain when it had only waited for its
@@ -35,7 +37,7 @@ from ._api import Api
 from ._errors import JobCancelledError, JobFailedError, RunComfyError, SubmitUncertainError
 from ._journal import EntryState, Journal, JournalEntry, JournalError, encode_inputs
 from ._polling import PollScheduler
-from ._types import Result
+from ._types import Result, SubmitResponse
 from ._watch import run_to_result
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "OnUncertain",
     "UncertainKeyError",
     "check_key",
+    "check_on_uncertain",
 ]
 
 logger: Final = logging.getLogger("runcomfy_async")
@@ -109,6 +112,17 @@ def check_key(key: object) -> str:
     return key
 
 
+def check_on_uncertain(policy: object) -> OnUncertain:
+    """Return ``policy`` if it is ``"raise"`` or ``"resubmit"``.
+
+    Raises:
+        ValueError: Any other value.
+    """
+    if policy == "raise" or policy == "resubmit":
+        return policy
+    raise ValueError(f"on_uncertain must be 'raise' or 'resubmit', not {policy!r}")
+
+
 class _KeyLock:
     __slots__ = ("lock", "users")
 
@@ -169,8 +183,7 @@ class KeyedRuns:
             JournalError: The journal could not be read or written.
             RunComfyError: As :meth:`Client.run`.
         """
-        if on_uncertain not in ("raise", "resubmit"):
-            raise ValueError(f"on_uncertain must be 'raise' or 'resubmit', not {on_uncertain!r}")
+        check_on_uncertain(on_uncertain)
         inputs_json = encode_inputs(body)
         job = _Job(key, model_id, timeout=timeout, cancel_on_exit=cancel_on_exit)
         async with self._holding(key):
@@ -184,9 +197,9 @@ class KeyedRuns:
                         return await self._wait(job, entry.request_id)
                     except JobCancelledError:
                         pass  # abandoned and cancelled by an earlier run: submit afresh
-                elif entry.state in (EntryState.FINISHED, EntryState.FAILED):
+                elif entry.state is EntryState.FINISHED:
                     return _stored(entry)
-                elif on_uncertain == "resubmit":
+                elif entry.state is EntryState.FAILED or on_uncertain == "resubmit":
                     replace = True
                 else:
                     raise _uncertain(entry, body)
@@ -197,26 +210,34 @@ class KeyedRuns:
         self, job: _Job, body: dict[str, object], inputs_json: bytes, *, replace: bool
     ) -> str:
         key, model_id = job.key, job.model_id
-        async with self._slots:  # waiting here is safe to cancel: nothing recorded or sent
-            with anyio.CancelScope(shield=True):
+        await self._slots.acquire()  # waiting here is safe to cancel: nothing recorded or sent
+        with anyio.CancelScope(shield=True):
+            try:
                 await self.journal.record_intent(key, model_id, inputs_json, replace=replace)
-                try:
-                    response = await self._api.submit(model_id, body)
-                except SubmitUncertainError as exc:
-                    # If this write fails the key stays "intent": uncertain all the same.
-                    await self._note(key, EntryState.UNCERTAIN, reason=exc.reason)
-                    raise UncertainKeyError(
-                        key=key,
-                        state=EntryState.UNCERTAIN,
-                        model_id=model_id,
-                        inputs=body,
-                        reason=exc.reason,
-                    ) from exc
-                except RunComfyError:
-                    await self._note(key, None)  # refused, or never sent: no job exists
-                    raise
-                await self.journal.record_submitted(key, response.request_id)
+                response = await self._post(key, model_id, body)
+            finally:
+                # The slot bounds POSTs under way; the id's write below needs none.
+                self._slots.release()
+            await self.journal.record_submitted(key, response.request_id)
         return response.request_id
+
+    async def _post(self, key: str, model_id: str, body: dict[str, object]) -> SubmitResponse:
+        """POST once; journal an ambiguous failure as uncertain, free a refused key."""
+        try:
+            return await self._api.submit(model_id, body)
+        except SubmitUncertainError as exc:
+            # If this write fails the key stays "intent": uncertain all the same.
+            await self._note(key, EntryState.UNCERTAIN, reason=exc.reason)
+            raise UncertainKeyError(
+                key=key,
+                state=EntryState.UNCERTAIN,
+                model_id=model_id,
+                inputs=body,
+                reason=exc.reason,
+            ) from exc
+        except RunComfyError:
+            await self._note(key, None)  # refused, or never sent: no job exists
+            raise
 
     async def _wait(self, job: _Job, request_id: str) -> Result:
         try:
@@ -277,8 +298,6 @@ def _check_same(entry: JournalEntry, model_id: str, inputs_json: bytes) -> None:
 def _stored(entry: JournalEntry) -> Result:
     result = entry.result
     assert result is not None
-    if entry.state is EntryState.FAILED:
-        raise JobFailedError(result)
     return result
 
 

@@ -19,7 +19,7 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, Final, overload
 
 from ._api import Api, check_model_id, check_request_id
-from ._batch import KeyedRuns, OnUncertain, check_key
+from ._batch import KeyedRuns, OnUncertain, check_key, check_on_uncertain
 from ._config import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, Limits, Timeouts
 from ._download import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES
 from ._download import download as download_files
@@ -504,7 +504,7 @@ class Client:
                 a key, an ``UncertainKeyError`` naming it.
             KeyConflictError: The key is journaled with another model or other inputs.
             JournalError: The journal could not be read or written.
-            JobFailedError: The job failed (with a key: also when it failed earlier).
+            JobFailedError: The job failed (a keyed rerun submits a failed key again).
             JobCancelledError: The job was cancelled.
             WaitTimeoutError: The deadline passed.
             APIStatusError: An error answer (see :meth:`submit` for the classes).
@@ -610,6 +610,7 @@ class Client:
             raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
         if keys is not None and self._keyed is None:
             raise ValueError("map(keys=...) needs Client(journal=...)")
+        check_on_uncertain(on_uncertain)
         model_id = check_model_id(model) if isinstance(model, str) else None
         items = inputs if isinstance(model, str) else model
         if items is None or (model_id is None and inputs is not None):

@@ -10,7 +10,9 @@ One row per user-chosen key, moving through::
 ``request_id``) right after it, so after a crash every key is in one of three kinds of
 state: never started (no row), certainly submitted (the id is known, re-attach), or
 possibly submitted (``intent`` / ``uncertain``: the POST may or may not have created a
-billed job, so it is never silently repeated).
+billed job, so it is never silently repeated). A deliberate resubmission (``failed``, or
+an uncertain key the caller chose to resubmit) turns the row back into ``intent``; a key
+that certainly has no job (a refused submit, a cancelled job) is deleted.
 
 Durability: WAL mode with ``synchronous=FULL``. With ``NORMAL``, WAL commits survive the
 process being killed but the last ones can be lost on power failure or an OS crash — and a
@@ -21,8 +23,8 @@ millisecond, and *group commit* spreads it over every write waiting at that mome
 its own commit has finished: batching never delays a write past the point where its
 caller goes on (to POST, or to poll).
 
-All SQLite work runs in a worker thread (``anyio.to_thread``), one batch at a time behind
-an ``anyio.Lock``, so the single connection is only ever used by one thread at a time.
+All SQLite work runs in a worker thread (``anyio.to_thread``), one batch at a time, so the
+single connection is only ever used by one thread at a time.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class EntryState(enum.StrEnum):
     FINISHED = "finished"
     """The job succeeded; its result is stored."""
     FAILED = "failed"
-    """The job ran and failed; its result (with the error) is stored."""
+    """The job ran and failed; its result (with the error) is stored until a retry."""
     UNCERTAIN = "uncertain"
     """The POST failed ambiguously (:class:`SubmitUncertainError`)."""
 
@@ -156,13 +158,14 @@ def encode_inputs(inputs: Mapping[str, object]) -> bytes:
 
 
 class _Op:
-    __slots__ = ("done", "error", "fn", "value")
+    __slots__ = ("done", "error", "fn", "value", "wake")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         self.fn = fn
         self.value: object = None
         self.error: BaseException | None = None
         self.done = False
+        self.wake = anyio.Event()
 
 
 class Journal:
@@ -181,7 +184,7 @@ class Journal:
         self.path = os.fspath(path)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._lock = anyio.Lock()
+        self._flushing = False
         self._pending: list[_Op] = []
 
     def __repr__(self) -> str:
@@ -206,8 +209,8 @@ class Journal:
             key: The key.
             model_id: The model.
             inputs_json: The inputs from :func:`encode_inputs`.
-            replace: Overwrite an ``intent`` / ``uncertain`` entry (a deliberate
-                resubmission). Without it the key must be new.
+            replace: Overwrite an ``intent``, ``uncertain`` or ``failed`` entry (a
+                deliberate resubmission). Without it the key must be new.
 
         Raises:
             JournalError: The key is already recorded (in a state ``replace`` does not
@@ -269,14 +272,12 @@ class Journal:
         if self._closed:
             return
         self._closed = True
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                batch, self._pending = self._pending, []
-                if batch:
-                    await anyio.to_thread.run_sync(self._apply, batch)
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    await anyio.to_thread.run_sync(conn.close)
+        # Queued last, after every write already queued: once it is done, so are they.
+        await self._submit(_Op(lambda conn: None))
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(conn.close)
 
     # --- batching ------------------------------------------------------------------------
 
@@ -302,18 +303,39 @@ class Journal:
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise RuntimeError("the journal is closed")
-        op = _Op(fn)
+        op = await self._submit(_Op(fn))
+        if op.error is not None:
+            raise op.error
+        return cast("T", op.value)
+
+    async def _submit(self, op: _Op) -> _Op:
+        """Queue ``op`` and return once it is committed (or failed).
+
+        Whoever finds no batch in progress writes one — every op queued by then — and on
+        finishing wakes the callers of that batch at once, and the first caller still
+        queued to write the next. So there is never more than one batch (one thread) at
+        a time, and a burst of callers costs one wake-up each, not a lock hand-off each.
+        """
         self._pending.append(op)
         # Shielded: once queued, an op is written and its caller learns the outcome; a
         # cancelled intent write would otherwise leave a key looking uncertain.
         with anyio.CancelScope(shield=True):
-            async with self._lock:
-                if not op.done:
-                    batch, self._pending = self._pending, []
+            while not op.done:
+                if self._flushing:
+                    await op.wake.wait()
+                    op.wake = anyio.Event()
+                    continue
+                self._flushing = True
+                batch, self._pending = self._pending, []
+                try:
                     await anyio.to_thread.run_sync(self._apply, batch)
-        if op.error is not None:
-            raise op.error
-        return cast("T", op.value)
+                finally:
+                    self._flushing = False
+                    for done in batch:
+                        done.wake.set()
+                    if self._pending:
+                        self._pending[0].wake.set()
+        return op
 
     def _apply(self, batch: list[_Op]) -> None:
         """Run a batch in one transaction, one savepoint per op (in a worker thread)."""
@@ -359,8 +381,9 @@ class Journal:
                 raise sqlite3.DatabaseError(
                     f"written by a newer runcomfy_async (schema {version} > {SCHEMA_VERSION})"
                 )
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error:
             conn.close()
             raise
@@ -417,9 +440,9 @@ def _insert_intent(
             " ON CONFLICT (key) DO UPDATE SET model_id = excluded.model_id,"
             " inputs = excluded.inputs, state = 'intent', request_id = NULL, result = NULL,"
             " reason = NULL, created_at = excluded.created_at, submitted_at = NULL,"
-            " finished_at = NULL WHERE state IN ('intent', 'uncertain')"
+            " finished_at = NULL WHERE state IN ('intent', 'uncertain', 'failed')"
         )
-    taken = f"key {key!r} is journaled already" + (" and is not uncertain" if replace else "")
+    taken = f"key {key!r} is journaled already" + (" and is not retryable" if replace else "")
     try:
         cursor = conn.execute(sql, (key, model_id, inputs, time.time()))
     except sqlite3.IntegrityError as exc:

@@ -14,6 +14,7 @@ Which failures are retried is decided by *could the server already have acted?*:
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -80,10 +81,10 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
         if not isinstance(self.attempts, int) or self.attempts < 1:
             raise ValueError(f"attempts must be an integer >= 1, got {self.attempts!r}")
         for name in ("initial", "max_delay", "max_retry_after", "budget"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
-        if self.multiplier < 1:
-            raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
+        if not 1 <= self.multiplier < math.inf:
+            raise ValueError(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
 
 
 DEFAULT_RETRY: Final = RetryPolicy()
@@ -102,7 +103,11 @@ def backoff_delay(
     """
     if retry_after is not None:
         return min(max(retry_after, 0.0), policy.max_retry_after)
-    ceiling = min(policy.max_delay, policy.initial * policy.multiplier ** (retry - 1))
+    try:
+        grown = policy.initial * policy.multiplier ** (retry - 1)
+    except OverflowError:  # a huge retry count or multiplier: only the cap can apply
+        grown = math.inf if policy.initial else 0.0
+    ceiling = min(policy.max_delay, grown)
     return ceiling * rand if policy.jitter else ceiling
 
 

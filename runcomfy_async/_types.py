@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -188,21 +188,31 @@ def _to_output(raw: object) -> Output | None:
     return None
 
 
-def _error_text(error: object) -> str | None:
+# A hostile or broken answer may nest an error hundreds of levels deep; past this depth its
+# text is not worth showing, and recursing further would hit Python's recursion limit.
+_MAX_ERROR_DEPTH: Final = 16
+
+
+def _error_text(error: object, depth: int = 0) -> str | None:
     if error is None or error == "":
         return None
     if isinstance(error, str):
         return error
+    if depth >= _MAX_ERROR_DEPTH:
+        return "(nested too deeply to show)"
     if isinstance(error, dict):
         for key in ("error_message", "message", "error", "detail"):
             value = error.get(key)
             if isinstance(value, str) and value:
                 return value
     if isinstance(error, list):
-        parts = [p for p in (_error_text(e) for e in error) if p]
+        parts = [p for p in (_error_text(e, depth + 1) for e in error) if p]
         if parts:
             return "; ".join(parts)
-    return msgspec.json.encode(error).decode()
+    try:
+        return msgspec.json.encode(error).decode()
+    except RecursionError:
+        return "(nested too deeply to show)"
 
 
 def _to_datetime(value: object) -> datetime | None:
@@ -348,11 +358,20 @@ _cancel_decoder: Final = msgspec.json.Decoder(_CancelWire, strict=False)
 _model_decoder: Final = msgspec.json.Decoder(ModelInfo, strict=False)
 _envelope_decoder: Final = msgspec.json.Decoder(ErrorEnvelope, strict=False)
 _OUTCOME_IN_TEXT: Final = re.compile(rb'"outcome"\s*:\s*"([A-Za-z_]+)"')
+_T = TypeVar("_T")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
+    try:
+        return decoder.decode(body)
+    except RecursionError as exc:
+        # msgspec raises RecursionError, not DecodeError, for JSON nested past the limit.
+        raise msgspec.DecodeError("JSON nested too deeply") from exc
 
 
 def decode_submit(body: bytes) -> SubmitResponse:
     """Decode a submit answer; raises ``msgspec.DecodeError`` / ``ValueError`` if unusable."""
-    response = _submit_decoder.decode(body)
+    response = _decode(_submit_decoder, body)
     if not is_valid_request_id(response.request_id):
         raise ValueError(f"request_id {response.request_id!r} is not a valid id")
     return response
@@ -360,12 +379,12 @@ def decode_submit(body: bytes) -> SubmitResponse:
 
 def decode_status(body: bytes) -> Status:
     """Decode a status answer; raises ``msgspec.DecodeError`` if unusable."""
-    return _status_decoder.decode(body)
+    return _decode(_status_decoder, body)
 
 
 def decode_result(body: bytes) -> Result:
     """Decode a result answer into a typed :class:`Result` with a normalised status."""
-    wire = _result_decoder.decode(body)
+    wire = _decode(_result_decoder, body)
     state = _RESULT_WORDS.get(wire.status.lower(), JobState.UNKNOWN)
     if state is JobState.SUCCEEDED and wire.error not in (None, "") and wire.output is None:
         # "completed" (or a sloppy "succeeded") carrying an error and no output: a failure.
@@ -386,7 +405,7 @@ def decode_result(body: bytes) -> Result:
 def decode_cancel(body: bytes, request_id: str) -> CancelResult:
     """Decode a cancel answer, defensively: the documented example is not valid JSON."""
     try:
-        wire = _cancel_decoder.decode(body)
+        wire = _decode(_cancel_decoder, body)
     except msgspec.MsgspecError:
         match = _OUTCOME_IN_TEXT.search(body)
         if match is None:
@@ -402,12 +421,12 @@ def decode_cancel(body: bytes, request_id: str) -> CancelResult:
 
 def decode_model_info(body: bytes) -> ModelInfo:
     """Decode a catalog entry."""
-    return _model_decoder.decode(body)
+    return _decode(_model_decoder, body)
 
 
 def decode_error_envelope(body: bytes) -> ErrorEnvelope | None:
     """Decode an error body, or None when it is not a JSON object."""
     try:
-        return _envelope_decoder.decode(body)
+        return _decode(_envelope_decoder, body)
     except msgspec.MsgspecError:
         return None

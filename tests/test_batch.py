@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing
 from pathlib import Path
 
@@ -88,7 +88,9 @@ async def entry_of(db: Path, key: str) -> tuple[EntryState, str | None] | None:
     return None if entry is None else (entry.state, entry.request_id)
 
 
-async def journal_as(db: Path, key: str, inputs: dict[str, object], request_id: str | None) -> None:
+async def journal_as(
+    db: Path, key: str, inputs: Mapping[str, object], request_id: str | None
+) -> None:
     """Write an entry as a crashed run would have left it: intent, or submitted."""
     journal = Journal(db)
     try:
@@ -184,17 +186,23 @@ async def test_other_inputs_for_a_key_conflict(jclient: Client, sim: Simulator) 
     assert len(sim.log) == before
 
 
-async def test_failed_job_is_stored(jclient: Client, sim: Simulator, db: Path) -> None:
-    """A failed job is journaled; its rerun raises the same failure with no request."""
+async def test_failed_job_is_kept_and_retried_by_a_rerun(
+    jclient: Client, sim: Simulator, db: Path
+) -> None:
+    """A failed job is journaled with its result; a rerun submits the key once more."""
     sim.script_next(JobScript(outcome="failed", error="out of memory"))
-    with pytest.raises(JobFailedError, match="out of memory"):
+    with pytest.raises(JobFailedError, match="out of memory") as info:
         await jclient.run(WAN25, GOOD_INPUTS, key="a")
-    before = len(sim.log)
-    with pytest.raises(JobFailedError, match="out of memory"):
-        await jclient.run(WAN25, GOOD_INPUTS, key="a")
-    assert len(sim.log) == before
-    state = await entry_of(db, "a")
-    assert state is not None and state[0] is EntryState.FAILED
+    journal = Journal(db)
+    try:
+        entry = await journal.lookup("a")
+    finally:
+        await journal.aclose()
+    assert entry is not None and entry.state is EntryState.FAILED
+    assert entry.result == info.value.result
+    result = await jclient.run(WAN25, GOOD_INPUTS, key="a")
+    assert sim.count("submit") == 2
+    assert await entry_of(db, "a") == (EntryState.FINISHED, result.request_id)
 
 
 async def test_refused_submit_frees_the_key(jclient: Client, sim: Simulator, db: Path) -> None:
@@ -275,7 +283,7 @@ async def test_keys_need_a_journal(fclient: Client) -> None:
 async def test_bad_keys_are_refused(jclient: Client, key: object) -> None:
     """A key must be a non-empty string."""
     with pytest.raises(ValueError, match="key"):
-        await jclient.run(WAN25, GOOD_INPUTS, key=key)  # type: ignore[arg-type]
+        await jclient.run(WAN25, GOOD_INPUTS, key=key)  # type: ignore[call-overload]
 
 
 # --- map ---------------------------------------------------------------------------------

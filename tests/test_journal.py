@@ -116,7 +116,7 @@ async def test_uncertain_keeps_the_reason(journal: Journal) -> None:
 
 
 async def test_second_intent_for_a_key_is_refused(journal: Journal) -> None:
-    """A key can be claimed once; the refusal leaves the first entry untouched."""
+    """A key can be claimed once (submitted keys even with replace); the entry stays."""
     await journal.record_intent("k", MODEL, INPUTS)
     await journal.record_submitted("k", "req-1")
     with pytest.raises(JournalError, match="journaled already"):
@@ -127,12 +127,15 @@ async def test_second_intent_for_a_key_is_refused(journal: Journal) -> None:
     assert entry is not None and entry.request_id == "req-1"
 
 
-@pytest.mark.parametrize("state", [EntryState.INTENT, EntryState.UNCERTAIN])
-async def test_replace_reclaims_only_uncertain_keys(journal: Journal, state: EntryState) -> None:
-    """replace=True turns an intent or uncertain key back into a fresh intent."""
+@pytest.mark.parametrize("state", [EntryState.INTENT, EntryState.UNCERTAIN, EntryState.FAILED])
+async def test_replace_reclaims_retryable_keys(journal: Journal, state: EntryState) -> None:
+    """replace=True turns an intent, uncertain or failed key back into a fresh intent."""
     await journal.record_intent("k", MODEL, INPUTS)
     if state is EntryState.UNCERTAIN:
         await journal.record_outcome("k", state, reason="reset")
+    if state is EntryState.FAILED:
+        await journal.record_submitted("k", "req-2")
+        await journal.record_outcome("k", state, result=decode_result(FAILED_JSON))
     await journal.record_intent("k", MODEL, INPUTS, replace=True)
     entry = await journal.lookup("k")
     assert entry is not None

@@ -1,4 +1,4 @@
-"""The polling maths (pure) and the shared scheduler, on a fake clock: nothing sleeps."""
+"""The polling maths (pure) and the shared scheduler on a fake clock: nothing sleeps."""
 
 from __future__ import annotations
 
@@ -15,16 +15,12 @@ from hypothesis import strategies as st
 from runcomfy_async._polling import (
     DEFAULT_POLLING,
     DEFAULT_REQUESTS_PER_SECOND,
-    Plan,
     PollPolicy,
     PollScheduler,
-    RunEstimate,
-    RunTimes,
     TokenBucket,
-    backoff_interval,
-    plan_next,
 )
 from runcomfy_async._retry import Backpressure
+from runcomfy_async._schedule import Plan, RunEstimate, RunTimes, backoff_interval, plan_next
 from runcomfy_async._types import JobState
 
 NO_JITTER = PollPolicy(jitter=0.0)
@@ -39,7 +35,7 @@ async def _idle() -> None:
     """
     loop = asyncio.get_running_loop()
     await asyncio.sleep(0)
-    while loop._ready:  # type: ignore[attr-defined]
+    while loop._ready:  # type: ignore[attr-defined]  # noqa: ASYNC110 - no event to wait on
         await asyncio.sleep(0)
 
 
@@ -107,7 +103,7 @@ def test_policy_rejects_bad_values(kwargs: dict[str, float]) -> None:
 def test_policy_is_frozen_and_keyword_only() -> None:
     """PollPolicy is an immutable value with keyword-only fields."""
     with pytest.raises(TypeError):
-        PollPolicy(0.5)  # type: ignore[misc]
+        PollPolicy(0.5)  # type: ignore[call-arg]
     with pytest.raises(AttributeError):
         DEFAULT_POLLING.growth = 2.0  # type: ignore[misc]
 
@@ -169,8 +165,7 @@ def test_retry_after_pushes_the_poll_and_is_capped() -> None:
 def test_failures_back_off() -> None:
     """Consecutive transient failures grow the wait like the plain schedule."""
     waits = [
-        plan_next(NO_JITTER, 0.0, state=JobState.IN_QUEUE, step=0, failures=n).at
-        for n in (1, 2, 3)
+        plan_next(NO_JITTER, 0.0, state=JobState.IN_QUEUE, step=0, failures=n).at for n in (1, 2, 3)
     ]
     assert waits == [0.5, 0.75, 1.125]
 
@@ -233,12 +228,8 @@ def test_learning_can_be_switched_off() -> None:
 
 def test_queue_drain_spaces_polls_of_a_deep_queue() -> None:
     """At position 5 with 2 s per position, the next poll waits for the 4 jobs ahead."""
-    deep = plan_next(
-        NO_JITTER, 0.0, state=JobState.IN_QUEUE, step=0, position=5, drain=2.0
-    )
-    front = plan_next(
-        NO_JITTER, 0.0, state=JobState.IN_QUEUE, step=0, position=1, drain=2.0
-    )
+    deep = plan_next(NO_JITTER, 0.0, state=JobState.IN_QUEUE, step=0, position=5, drain=2.0)
+    front = plan_next(NO_JITTER, 0.0, state=JobState.IN_QUEUE, step=0, position=1, drain=2.0)
     assert deep.at == 8.0
     assert front.at == 0.5
 
@@ -465,3 +456,36 @@ async def test_backpressure_holds_every_poll() -> None:
             tg.start_soon(one)
         await clock.run()
     assert granted == [4.0, 4.0, 4.0]
+
+
+@pytest.mark.anyio
+async def test_timekeeper_cancelled_during_a_pause_hands_over() -> None:
+    """Losing the waiter that keeps time during a 429 pause strands no one."""
+    clock = FakeClock()
+    backpressure = Backpressure(clock)
+    scheduler = PollScheduler(
+        PollPolicy(requests_per_second=10.0, burst=1),
+        backpressure=backpressure,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    backpressure.pause(3.0)
+    served: list[float] = []
+    keeper = anyio.CancelScope()
+
+    async def first_in_line() -> None:
+        with keeper:
+            await scheduler.turn(0.0)
+
+    async def later() -> None:
+        await scheduler.turn(0.0)
+        served.append(clock())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first_in_line)
+        await _idle()
+        tg.start_soon(later)
+        await _idle()
+        keeper.cancel()
+        await clock.run()
+    assert served == [3.0]

@@ -15,6 +15,8 @@ from datetime import UTC
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import msgspec
 import pytest
 
 from runcomfy_async import (
@@ -79,8 +81,9 @@ async def _events(client: Client, request_id: str) -> list[Event]:
 async def _until_polled(sim: Simulator, request_id: str, times: int = 1) -> None:
     """Let the loop run until the simulator has seen ``times`` status polls of the job."""
     with anyio.fail_after(5):
+        # The simulator's log offers no event to wait on; yield until it shows the poll.
         while sim.count("status", request_id=request_id) < times:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
     await anyio.wait_all_tasks_blocked()
 
 
@@ -119,7 +122,9 @@ async def test_failed_job_yields_failed_with_error(
     fast: Client, sim: Simulator, error: object
 ) -> None:
     """A failure (string, object or list error) ends with Failed carrying that error."""
-    rid = await _submit(fast, sim, JobScript(queue_polls=1, run_polls=1, outcome="failed", error=error))
+    rid = await _submit(
+        fast, sim, JobScript(queue_polls=1, run_polls=1, outcome="failed", error=error)
+    )
     events = await _events(fast, rid)
     assert [type(e) for e in events] == [Queued, InProgress, Failed]
     failed = events[-1]
@@ -196,6 +201,22 @@ async def test_transient_faults_are_absorbed(
     assert sim.count("status", request_id=rid) == 4 + times
 
 
+async def test_rate_limit_holds_back_every_job(sim: Simulator) -> None:
+    """A 429's Retry-After delays the next poll of every job of the session, not just one."""
+    sim.add_fault(Fault(FaultKind.RATE_LIMIT, "status", after=2, retry_after=0.05))
+    policy = msgspec.structs.replace(FAST_POLL, max_retry_after=60.0)
+    async with _client(sim, policy) as client:
+        ids = [await _submit(client, sim, JobScript(queue_polls=3, run_polls=3)) for _ in "ab"]
+        async with anyio.create_task_group() as tg:
+            for rid in ids:
+                tg.start_soon(client.wait, rid)
+    polls = [r for r in sim.log if r.route == "status"]
+    (limited,) = [r for r in polls if r.status == 429]
+    soon = [r for r in polls if 0 < r.t - limited.t < 0.05]
+    assert len(soon) <= 1  # at most the other job's poll already on the wire
+    assert len(polls) == 2 * 7 + 1
+
+
 async def test_malformed_status_is_absorbed(fast: Client, sim: Simulator) -> None:
     """A cut-off JSON answer is retried; the step it hid is simply not seen."""
     sim.add_fault(Fault(FaultKind.MALFORMED_JSON, "status", after=1))
@@ -210,9 +231,7 @@ async def test_malformed_status_is_absorbed(fast: Client, sim: Simulator) -> Non
 async def test_persistent_failures_raise_after_the_limit(sim: Simulator) -> None:
     """With max_consecutive_failures=3, the third 503 in a row is raised."""
     sim.add_fault(Fault(FaultKind.SERVER_ERROR, "status", times=None))
-    policy = PollPolicy(
-        first_interval=0.0, max_interval=0.0, max_consecutive_failures=3, burst=100
-    )
+    policy = PollPolicy(first_interval=0.0, max_interval=0.0, max_consecutive_failures=3, burst=100)
     async with _client(sim, policy) as client:
         rid = await _submit(client, sim, JobScript())
         with pytest.raises(ServerError):
@@ -250,9 +269,13 @@ async def test_watch_deadline(sim: Simulator) -> None:
     async with _client(sim, SLOW_POLL) as client:
         rid = await _submit(client, sim, JobScript(queue_polls=0, run_polls=FOREVER))
         seen: list[Event] = []
-        with pytest.raises(WaitTimeoutError):
+
+        async def collect() -> None:
             async for event in client.watch(rid, timeout=0.05):
                 seen.append(event)
+
+        with pytest.raises(WaitTimeoutError):
+            await collect()
     assert [type(e) for e in seen] == [InProgress]
     assert sim.count("cancel") == 0
 
@@ -400,6 +423,15 @@ async def test_failed_remote_cancel_is_logged_not_raised(
     assert any("could not cancel" in r.getMessage() for r in caplog.records)
 
 
+async def test_finished_job_teaches_its_model_run_time(fast: Client, sim: Simulator) -> None:
+    """After a job of a model succeeds, the scheduler has a run-time estimate for it."""
+    assert fast._scheduler.run_times.estimate(WAN25) is None
+    await fast.run(WAN25, GOOD_INPUTS)
+    estimate = fast._scheduler.run_times.estimate(WAN25)
+    assert estimate is not None and estimate.samples == 1
+    assert 0 <= estimate.low <= estimate.high < 5
+
+
 async def test_finished_run_sends_no_cancel(fast: Client, sim: Simulator) -> None:
     """A run() that completes, or whose job fails, never sends a cancel."""
     result = await fast.run(WAN25, GOOD_INPUTS)
@@ -414,7 +446,7 @@ async def _only_job(sim: Simulator) -> str:
     """The id of the one job created so far (waiting for its submit to land)."""
     with anyio.fail_after(5):
         while not (ids := {r.request_id for r in sim.log if r.route == "submit" and r.status}):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
     (rid,) = ids
     assert rid is not None
     return rid
@@ -433,12 +465,12 @@ def _max_excess(times: list[float], rate: float) -> float:
 
 
 async def test_two_thousand_watchers_share_the_budget(sim: Simulator) -> None:
-    """2,000 concurrent waits never send status polls faster than the budget allows."""
-    rate, burst, jobs = 250.0, 25, 2_000
-    policy = PollPolicy(
-        first_interval=0.0, max_interval=0.0, requests_per_second=rate, burst=burst
-    )
-    sim.script_next(JobScript(queue_polls=0, run_polls=0), count=jobs)
+    """2,000 concurrent waits poll no faster than the budget, and every job gets its turn."""
+    rate, burst, jobs, seconds = 250.0, 25, 2_000, 10.0
+    policy = PollPolicy(first_interval=0.0, max_interval=0.0, requests_per_second=rate, burst=burst)
+    # Jobs that never finish: every watcher wants a poll all the time, so the budget is
+    # the only thing pacing them, and no result fetch competes for the loop.
+    sim.script_next(JobScript(queue_polls=FOREVER), count=jobs)
     async with _client(sim, policy) as client:
         ids: list[str] = []
 
@@ -448,12 +480,15 @@ async def test_two_thousand_watchers_share_the_budget(sim: Simulator) -> None:
         async with anyio.create_task_group() as tg:
             for _ in range(jobs):
                 tg.start_soon(submit)
-        async with anyio.create_task_group() as tg:
-            for rid in ids:
-                tg.start_soon(client.wait, rid)
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as tg:
+                for rid in ids:
+                    tg.start_soon(client.wait, rid)
     stamps = [r.t for r in sim.log if r.route == "status"]
-    assert len(stamps) == jobs
-    assert all(sim.count("status", request_id=rid) == 1 for rid in ids)
-    # Arrival times wobble a little against grant times; allow a few requests of slack.
-    assert _max_excess(stamps, rate) <= burst + 5
-    assert max(stamps) - min(stamps) >= (jobs - burst) / rate * 0.95
+    assert burst + rate * seconds * 0.8 <= len(stamps) <= burst + rate * seconds
+    assert all(sim.count("status", request_id=rid) >= 1 for rid in ids)
+    # The budget is spent when a poll is released to the transport; the simulator logs it
+    # on arrival, after both sides shared one busy event loop (2,000 tasks starting at
+    # once delay the first sends by ~50 ms). Allow 0.1 s of that lag, at the budget rate.
+    assert _max_excess(stamps, rate) <= burst + rate * 0.1
+    assert sim.count("cancel") == 0

@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = subs.add_parser(
             name,
             help=help_text,
-            description=description or help_text,
+            description=textwrap.fill(description or help_text, 88, break_on_hyphens=False),
             epilog=EXIT_CODES_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -196,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         "batch",
         "run many jobs from a JSONL file, resumably",
         "Run one job per line of a JSONL file and write one JSON result per line, in "
-        "completion order. A line is either the inputs object itself (its key is its line "
-        'number) or {"key": "...", "inputs": {...}}. With --journal, a rerun after a crash '
-        "or Ctrl-C re-attaches to the jobs already submitted instead of paying again.",
+        "completion order. A line is either the inputs object itself (its key is line-N, N "
+        'its line number) or {"key": "...", "inputs": {...}}. With --journal, a rerun after a '
+        "crash or Ctrl-C re-attaches to the jobs already submitted instead of paying again.",
     )
     p.add_argument("model", metavar="MODEL", help="model id for every line")
     p.add_argument("input_file", metavar="INPUTS.jsonl", help="one job per line; '-' reads stdin")

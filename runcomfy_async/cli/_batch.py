@@ -15,7 +15,7 @@ import sys
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -31,12 +31,12 @@ from ._exit import ExitCode
 from ._render import emit_json, json_line, open_progress, result_json, warn
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable
+    from collections.abc import Callable
 
-    from anyio.abc import ObjectSendStream
+    from anyio.abc import ObjectSendStream, TaskGroup
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from .._client import Client
-    from .._map import MapOutcome
     from .._types import Result
     from ._context import Context
 
@@ -193,10 +193,7 @@ async def cmd_batch(ctx: Context) -> int:
     """Run every line of the input file; write one JSON result line per item."""
     args = ctx.args
     items = read_items(await _read_source(args.input_file), args.input_file)
-    by_index = dict(enumerate(items))
-    worst = ExitCode.OK
     counts = {"succeeded": 0, "failed": 0}
-    limiter = anyio.CapacityLimiter(_DOWNLOADS_AT_ONCE)
     journal = args.journal
     async with (
         ctx.client(include_cost=True, journal=journal) as client,
@@ -212,47 +209,52 @@ async def cmd_batch(ctx: Context) -> int:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_drain, receive, writer, record)
-                async with send:
-                    # map() returns an async generator; typed as an iterator, so say what it is
-                    # for aclosing(), which finishes its cleanup before we move on.
-                    outcomes = cast(
-                        "AsyncGenerator[MapOutcome, None]",
-                        client.map(
-                            args.model,
-                            [item.inputs for item in items],
-                            concurrency=args.concurrency,
-                            keys=[item.key for item in items] if journal else None,
-                            timeout=ctx.timeout,
-                        ),
-                    )
-                    async with aclosing(outcomes) as stream:
-                        async for outcome in stream:
-                            item = by_index[outcome.index]
-                            if outcome.error is not None or outcome.result is None:
-                                error = outcome.error
-                                assert error is not None
-                                code = _severity(error)
-                                worst = code if _RANK[code] > _RANK[worst] else worst
-                                await send.send(_error_line(item, error))
-                                continue
-                            tg.start_soon(
-                                _finish_item,
-                                client,
-                                item,
-                                outcome.result,
-                                args.download,
-                                limiter,
-                                send.clone(),
-                            )
-    total = len(items)
+                worst = await _feed(ctx, client, items, tg, send)
     where = "" if args.output == "-" else f"; results in {args.output}"
     resume = ""
     if journal and counts["failed"]:
         resume = f"; rerun with the same --journal {journal} to retry them (finished ones are kept)"
     ok, bad = counts["succeeded"], counts["failed"]
-    warn(f"{total} items: {ok} succeeded, {bad} did not{where}{resume}")
-    if worst is ExitCode.OK and counts["failed"]:
-        worst = ExitCode.API_ERROR
+    warn(f"{len(items)} items: {ok} succeeded, {bad} did not{where}{resume}")
+    if worst is ExitCode.OK and bad:
+        worst = ExitCode.API_ERROR  # a download failed after the job succeeded
+    return worst
+
+
+async def _feed(
+    ctx: Context,
+    client: Client,
+    items: list[BatchItem],
+    tg: TaskGroup,
+    send: MemoryObjectSendStream[dict[str, object]],
+) -> ExitCode:
+    """Run the items through ``map()``; send each result line, after its download, if any.
+
+    Returns:
+        The most serious exit code among the items that did not succeed.
+    """
+    args = ctx.args
+    worst = ExitCode.OK
+    limiter = anyio.CapacityLimiter(_DOWNLOADS_AT_ONCE)
+    outcomes = client.map(
+        args.model,
+        [item.inputs for item in items],
+        concurrency=args.concurrency,
+        keys=[item.key for item in items] if args.journal else None,
+        timeout=ctx.timeout,
+    )
+    async with send, aclosing(outcomes) as stream:
+        async for outcome in stream:
+            item = items[outcome.index]
+            if outcome.result is not None:
+                tg.start_soon(
+                    _finish_item, client, item, outcome.result, args.download, limiter, send.clone()
+                )
+                continue
+            assert outcome.error is not None  # an outcome holds a result or an error
+            code = _severity(outcome.error)
+            worst = code if _RANK[code] > _RANK[worst] else worst
+            await send.send(_error_line(item, outcome.error))
     return worst
 
 

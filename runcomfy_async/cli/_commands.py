@@ -7,7 +7,7 @@ code in :func:`runcomfy_async.cli.main`.
 
 from __future__ import annotations
 
-import logging
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "Command"]
 
 Command = Callable[["Context"], Awaitable[int]]
-
-logger: Final = logging.getLogger("runcomfy_async.cli")
 
 #: Seconds the remote cancel sent on Ctrl-C may take; the same bound the client uses.
 _CANCEL_TIMEOUT: Final = 5.0
@@ -261,8 +259,6 @@ async def cmd_models(ctx: Context) -> int:
             names = [f"{name}{'*' if name in required else ''}" for name in props]
             say(f"  inputs: {', '.join(names)}  (* required)")
         if ctx.args.schema:
-            import json
-
             say(json.dumps(info.input_schema, indent=2))
     return ExitCode.OK
 

@@ -18,14 +18,16 @@ import msgspec
 
 from .._client import Client
 from .._events import Cancelled, Completed, Failed, InProgress, Queued
-from .._polling import DEFAULT_POLLING, PollPolicy
+from .._polling import PollPolicy
 from ..models import Wan25ImageToVideo
 from ..testing import JobScript, Simulator
-from ._demo_view import Board, Row, open_view, print_summary
+from ._demo_summary import print_summary
+from ._demo_view import Board, Row, open_view
 from ._exit import ExitCode
 
 if TYPE_CHECKING:
     from .._client import RequestHandle
+    from .._types import Result
     from ._context import Context
 
 __all__ = ["cmd_demo"]
@@ -76,16 +78,17 @@ def _inputs(count: int) -> list[Wan25ImageToVideo]:
 
 
 def _time_lapse(policy: PollPolicy, speed: float) -> PollPolicy:
-    """The same poll policy, with every interval divided and every rate multiplied."""
-    return msgspec.structs.replace(
-        policy,
-        first_interval=policy.first_interval / speed,
-        max_interval=policy.max_interval / speed,
-        finish_interval=policy.finish_interval / speed,
-        max_learned_interval=policy.max_learned_interval / speed,
-        max_retry_after=policy.max_retry_after / speed,
-        requests_per_second=policy.requests_per_second * speed,
-    )
+    """The same poll policy run ``speed`` times faster: intervals divided, rates multiplied."""
+    changes: dict[str, float] = {}
+    for name in policy.__struct_fields__:
+        value = getattr(policy, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if name.endswith(("_interval", "_retry_after", "_seconds")):
+            changes[name] = value / speed
+        elif name.endswith("per_second"):
+            changes[name] = value * speed
+    return msgspec.structs.replace(policy, **changes)
 
 
 def _script(job: Wan25ImageToVideo, *, failing: bool) -> JobScript:
@@ -128,20 +131,17 @@ async def _cancel_later(board: Board, row: Row, handle: RequestHandle) -> None:
 
 async def _download(client: Client, board: Board, out: Path) -> None:
     limiter = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
-    done = [row for row in board.rows if row.result is not None and row.state == "succeeded"]
+    done = [(row, row.result) for row in board.rows if row.state == "succeeded" and row.result]
 
-    async def one(row: Row) -> None:
-        assert row.result is not None
+    async def one(row: Row, result: Result) -> None:
         async with limiter:
-            row.files = await client.download(
-                row.result, out / f"job-{row.number:02d}", overwrite=True
-            )
+            row.files = await client.download(result, out / f"job-{row.number:02d}", overwrite=True)
         board.downloaded(row)
 
     with board.download_phase(len(done)):
         async with anyio.create_task_group() as tg:
-            for row in done:
-                tg.start_soon(one, row)
+            for row, result in done:
+                tg.start_soon(one, row, result)
 
 
 async def cmd_demo(ctx: Context) -> int:
@@ -166,7 +166,7 @@ async def cmd_demo(ctx: Context) -> int:
             sim.token,
             base_url=sim.url,
             include_cost=True,
-            polling=_time_lapse(DEFAULT_POLLING, speed),
+            polling=_time_lapse(PollPolicy(), speed),
         ) as client,
     ):
         board = Board(

@@ -1,4 +1,4 @@
-"""What the demo shows: a live board (rich, on a terminal) or plain lines, then a summary.
+"""What the demo shows while it runs: a live board (rich, on a terminal) or plain lines.
 
 The :class:`Board` holds one :class:`Row` per job and is changed only on the event loop.
 The live view's refresh thread reads it without locks: the row list never changes size
@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from .._types import Result
     from ..models import Wan25ImageToVideo
 
-__all__ = ["Board", "Row", "open_view", "print_summary"]
+__all__ = ["STYLE", "Board", "Row", "open_view", "out", "span"]
 
 _TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
-_STYLE: Final = {
+STYLE: Final = {
     "submitting": "dim",
     "queued": "yellow",
     "running": "cyan",
@@ -34,9 +34,6 @@ _STYLE: Final = {
     "cancelled": "magenta",
 }
 _MARK: Final = {"succeeded": "✓ ", "failed": "✗ ", "cancelled": "⊘ ", "running": "▶ "}
-NAIVE_POLL_SECONDS: Final = 2.0
-"""The fixed interval of a hand-rolled poll loop, for comparison (RunComfy's own clients
-poll every 2-5 s)."""
 
 
 @dataclass
@@ -58,7 +55,7 @@ class Row:
     requests: int = 0
 
 
-def _span(seconds: float | None) -> str:
+def span(seconds: float | None) -> str:
     """Format simulated seconds as ``45s`` or ``2m 05s``."""
     if seconds is None:
         return "—"
@@ -188,7 +185,7 @@ class Board:
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state."""
-        counts = dict.fromkeys(_STYLE, 0)
+        counts = dict.fromkeys(STYLE, 0)
         for row in self.rows:
             counts[row.state] += 1
         return counts
@@ -213,7 +210,8 @@ class _View:
         """One job's files arrived."""
 
 
-def _out(text: str) -> None:
+def out(text: str) -> None:
+    """Print one line of the demo on stdout."""
     print(text, flush=True)
 
 
@@ -221,7 +219,7 @@ class _PlainView(_View):
     """One line per state change: for pipes, CI logs, and machines without rich."""
 
     def __init__(self, board: Board) -> None:
-        _out(f"runcomfy demo: {board.intro()}")
+        out(f"runcomfy demo: {board.intro()}")
         self._downloads_began = 0.0
 
     def changed(self, board: Board, row: Row, state: str) -> None:
@@ -234,33 +232,26 @@ class _PlainView(_View):
             extra = f" (${row.result.cost:.2f})"
         elif state == "failed":
             extra = f": {row.error}"
-        _out(f"[{board.clock()}] job {row.number:02d} {short_id(row.request_id)}  {state}{extra}")
+        out(f"[{board.clock()}] job {row.number:02d} {short_id(row.request_id)}  {state}{extra}")
 
     def noted(self, board: Board, row: Row, text: str) -> None:
-        _out(f"[{board.clock()}] job {row.number:02d} {short_id(row.request_id)}  {text}")
+        out(f"[{board.clock()}] job {row.number:02d} {short_id(row.request_id)}  {text}")
 
     def jobs_finished(self, board: Board) -> None:
         counts = board.counts()
-        _out(
+        out(
             f"[{board.clock()}] all {len(board.rows)} jobs ended: {counts['succeeded']} "
             f"succeeded, {counts['failed']} failed, {counts['cancelled']} cancelled"
         )
 
     def downloads_started(self, board: Board) -> None:
-        _out(f"downloading the outputs of {board.files_total} jobs to {board.out}/ ...")
+        out(f"downloading the outputs of {board.files_total} jobs to {board.out}/ ...")
         self._downloads_began = time.monotonic()
 
     def downloaded(self, board: Board, row: Row) -> None:
         if board.files_done == board.files_total:
             took = time.monotonic() - self._downloads_began
-            _out(f"downloaded {board.files_total} jobs' outputs in {took:.1f} s (real time)")
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base.resolve()))
-    except ValueError:
-        return str(path)
+            out(f"downloaded {board.files_total} jobs' outputs in {took:.1f} s (real time)")
 
 
 class _LiveView(_View):
@@ -286,8 +277,8 @@ class _LiveView(_View):
 
         counts = board.counts()
         title = Text.assemble(
-            ("runcomfy demo ", "bold"),
-            (board.clock(), "bold cyan"),
+            ("runcomfy demo · ", "bold"),
+            (f"{board.clock()} simulated", "bold cyan"),
             "\n",
             (board.intro(), "dim"),
         )
@@ -301,9 +292,9 @@ class _LiveView(_View):
             done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
             bar_total, bar_done = len(board.rows), done
             status = (
-                f" {done}/{len(board.rows)} ended · {counts['running']} running · "
-                f"{counts['queued']} queued · {counts['succeeded']} ✓ · {counts['failed']} ✗ · "
-                f"{counts['cancelled']} cancelled"
+                f" {done}/{len(board.rows)} ended: {counts['succeeded']} ✓ "
+                f"{counts['failed']} ✗ {counts['cancelled']} ⊘ · {counts['running']} running · "
+                f"{counts['queued']} queued"
             )
         else:
             bar_total, bar_done = max(board.files_total, 1), board.files_done
@@ -329,9 +320,9 @@ class _LiveView(_View):
             queue = f"#{row.position}" if state == "queued" and row.position is not None else ""
             table.add_row(
                 f"{row.number:02d}",
-                Text(f"{_MARK.get(state, '')}{state}", style=_STYLE.get(state, "")),
+                Text(f"{_MARK.get(state, '')}{state}", style=STYLE.get(state, "")),
                 queue,
-                _span(board.elapsed(row)) if row.submitted else "",
+                span(board.elapsed(row)) if row.submitted else "",
             )
         return table
 
@@ -354,95 +345,6 @@ def open_view(board: Board, *, live: bool) -> Iterator[None]:
             yield
         return
     if not rich_ok:
-        _out(RICH_HINT)
+        out(RICH_HINT)
     board.view = _PlainView(board)
     yield
-
-
-def _cost(row: Row) -> float:
-    if row.result is None or row.result.cost is None:
-        return 0.0
-    return row.result.cost
-
-
-def _clip(text: str, width: int = 24) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _summary_rows(board: Board) -> list[list[str]]:
-    rows = []
-    for row in board.rows:
-        files = ", ".join(_relative(p, board.out) for p in row.files) or _clip(row.error or "")
-        rows.append(
-            [
-                f"{row.number:02d}",
-                short_id(row.request_id),
-                row.state,
-                _span(board.queued_for(row)),
-                _span(board.ran_for(row)),
-                str(row.polls),
-                f"${_cost(row):.2f}",
-                files,
-            ]
-        )
-    return rows
-
-
-_HEADERS: Final = ["job", "request", "state", "queued", "ran", "polls", "cost", "output"]
-
-
-def _print_table(rows: list[list[str]]) -> None:
-    if has_rich():
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for header in _HEADERS:
-            right = header in ("job", "queued", "ran", "polls", "cost")
-            table.add_column(
-                header,
-                justify="right" if right else "left",
-                no_wrap=True,
-                overflow="ellipsis",
-            )
-        for cells in rows:
-            style = _STYLE.get(cells[2], "")
-            table.add_row(*cells, style=None if cells[2] == "succeeded" else style)
-        Console().print(table)
-        return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(_HEADERS)]
-    _out("  ".join(h.ljust(w) for h, w in zip(_HEADERS, widths, strict=True)))
-    for cells in rows:
-        _out("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
-
-
-def print_summary(board: Board, by_route: dict[str, int], *, wall: float) -> None:
-    """Print the final table and the totals: states, times, requests, cost, files."""
-    counts = board.counts()
-    rows = board.rows
-    _out("")
-    _print_table(_summary_rows(board))
-    simulated = max((board.elapsed(r) for r in rows), default=0.0)
-    polls = sum(r.polls for r in rows)
-    naive = sum(
-        math.ceil(board.elapsed(r) / NAIVE_POLL_SECONDS) for r in rows if r.ended is not None
-    )
-    files = sum(len(r.files) for r in rows)
-    billed = sum(_cost(r) for r in rows)
-    per_job = polls / len(rows) if rows else 0.0
-    _out(
-        f"{len(rows)} jobs: {counts['succeeded']} succeeded, {counts['failed']} failed, "
-        f"{counts['cancelled']} cancelled while queued (not billed)"
-    )
-    _out(
-        f"time: the batch took {_span(simulated)} on {board.workers} workers "
-        f"(simulated; shown in {wall:.1f} s at {board.speed:g}×)"
-    )
-    _out(
-        f"requests: {by_route.get('submit', 0)} submits, {polls} status polls "
-        f"({per_job:.1f} per job; a fixed {NAIVE_POLL_SECONDS:g} s poll loop: ~{naive}), "
-        f"{by_route.get('result', 0)} result fetches, {by_route.get('cancel', 0)} cancel"
-    )
-    _out(f"cost: ${billed:.2f} as reported by the API (include_cost=True)")
-    _out(f"files: {files} videos in {board.out}/")

@@ -1,0 +1,203 @@
+"""Pure polling maths: the plain backoff, the learned run times, the next poll's plan.
+
+No clock, no randomness, no I/O: every function takes ``now`` and a ``rand`` draw, so it is
+tested without sleeping. :class:`~runcomfy_async._polling.PollScheduler` does the waiting.
+
+The learned schedule: a finished job gives its run time as bounds, because it was only
+seen between polls (it started after the last ``in_queue`` answer and before the first
+``in_progress`` one; it ended between the last running answer and the first terminal
+one). From a model's recent bounds :class:`RunTimes` estimates the window its next job
+will finish in, and :func:`plan_next` polls once every ``max_learned_interval`` at most
+until that window, every ``finish_interval`` through it, and backs off with the lateness
+after it. A model's first job has no history and gets the plain schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from ._types import JobState
+
+if TYPE_CHECKING:
+    from ._polling import PollPolicy
+
+__all__ = ["Plan", "RunEstimate", "RunTimes", "backoff_interval", "plan_next"]
+
+_SAMPLES_KEPT: Final = 32
+_DRAIN_WEIGHT: Final = 0.3
+_LONGEST: Final = 7 * 24 * 3600.0  # no job runs (or is kept) longer; larger samples are noise
+
+
+def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:
+    # Only ever shortened: a cap stays a cap, and a window edge is never overshot.
+    return seconds * (1.0 - policy.jitter * rand)
+
+
+def backoff_interval(policy: PollPolicy, step: int, *, rand: float = 0.0) -> float:
+    """Return the plain wait before the next poll.
+
+    Args:
+        policy: The policy in force.
+        step: Polls since the last transition, minus one (0 right after it).
+        rand: A number in ``[0, 1]``, the jitter draw (0 gives the full interval).
+    """
+    raw = policy.first_interval
+    if raw > 0:
+        try:
+            raw *= policy.growth ** max(step, 0)
+        except OverflowError:  # long past the cap
+            raw = math.inf
+    return _jittered(policy, min(policy.max_interval, raw), rand)
+
+
+class RunEstimate(msgspec.Struct, frozen=True):
+    """What the session has learned of a model's run time, in seconds.
+
+    Attributes:
+        low: The shortest run time to expect.
+        high: The longest run time to expect.
+        samples: How many finished jobs it rests on.
+    """
+
+    low: float
+    high: float
+    samples: int
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """The next poll of one job.
+
+    Attributes:
+        at: When to send it, on the scheduler's clock.
+        key: Its priority when the budget is short: the time the job is expected to be
+            done (smaller is more overdue, so it goes first).
+    """
+
+    at: float
+    key: float
+
+
+def plan_next(
+    policy: PollPolicy,
+    now: float,
+    *,
+    state: JobState | None,
+    step: int,
+    failures: int = 0,
+    retry_after: float | None = None,
+    started: tuple[float, float] | None = None,
+    position: int | None = None,
+    estimate: RunEstimate | None = None,
+    drain: float | None = None,
+    rand: float = 0.0,
+) -> Plan:
+    """Decide when to poll a job next. Pure: no clock, no randomness of its own.
+
+    Args:
+        policy: The policy in force.
+        now: The time of the last poll's answer, on the scheduler's clock.
+        state: The job's last observed state (None before any answer).
+        step: Polls since the last transition, minus one.
+        failures: Transient failures in a row just now (0 after a good answer).
+        retry_after: What a 429 asked for, in seconds.
+        started: When the job started running, as bounds ``(earliest, latest)``.
+        position: Its last queue position.
+        estimate: The model's learned run time.
+        drain: The model's learned seconds per queue position.
+        rand: A number in ``[0, 1]``, the jitter draw.
+    """
+    if failures:
+        wait = backoff_interval(policy, failures - 1, rand=rand)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, policy.max_retry_after))
+        return Plan(now + wait, now + wait)
+    if policy.learn and state is JobState.IN_PROGRESS and estimate and started:
+        return _plan_learned(policy, now, started, estimate, rand)
+    wait = backoff_interval(policy, step, rand=rand)
+    if policy.learn and state is JobState.IN_QUEUE and drain and position and position > 1:
+        # Jobs ahead of this one must leave first; no need to ask before they can have.
+        ahead = min(policy.max_learned_interval, (position - 1) * drain)
+        wait = max(wait, _jittered(policy, ahead, rand))
+    return Plan(now + wait, now + wait)
+
+
+def _plan_learned(
+    policy: PollPolicy,
+    now: float,
+    started: tuple[float, float],
+    estimate: RunEstimate,
+    rand: float,
+) -> Plan:
+    first = started[0] + estimate.low
+    last = started[1] + estimate.high
+    key = (first + last) / 2
+    if now < first:
+        wait = _jittered(policy, min(policy.max_learned_interval, first - now), rand)
+    elif now <= last:
+        wait = _jittered(policy, policy.finish_interval, rand)
+    else:
+        # Overdue: the estimate was wrong for this job; back off with its lateness.
+        cap = max(policy.max_interval, policy.finish_interval)
+        wait = _jittered(policy, min(cap, max(policy.finish_interval, (now - last) / 2)), rand)
+    return Plan(now + wait, key)
+
+
+class RunTimes:
+    """Run times and queue drain rates per model, learned from this session's jobs.
+
+    A finished job gives its run time as bounds, because it was only seen between polls:
+    it started after the last ``in_queue`` answer and before the first ``in_progress``
+    one, and ended between the last running answer and the first terminal one.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, deque[tuple[float, float]]] = {}
+        self._drain: dict[str, float] = {}
+
+    def record_run(self, model_id: str, shortest: float, longest: float) -> None:
+        """Remember that a job of ``model_id`` ran between ``shortest`` and ``longest`` s."""
+        if not 0 <= shortest <= longest <= _LONGEST:
+            return
+        samples = self._runs.setdefault(model_id, deque(maxlen=_SAMPLES_KEPT))
+        samples.append((shortest, longest))
+
+    def record_drain(self, model_id: str, seconds_per_position: float) -> None:
+        """Fold one observed queue step into the model's drain rate (an EWMA)."""
+        if not 0 < seconds_per_position <= _LONGEST:
+            return
+        old = self._drain.get(model_id)
+        self._drain[model_id] = (
+            seconds_per_position
+            if old is None
+            else old + _DRAIN_WEIGHT * (seconds_per_position - old)
+        )
+
+    def drain(self, model_id: str | None) -> float | None:
+        """Return the learned seconds per queue position, if any."""
+        return None if model_id is None else self._drain.get(model_id)
+
+    def estimate(self, model_id: str | None) -> RunEstimate | None:
+        """Return the run time window to expect for the model's next job, if known.
+
+        Consistent bounds (one run time fits every sample) give their intersection;
+        otherwise the spread of the samples' midpoints (5th–95th percentile), padded by
+        the measurement error and by an allowance that shrinks as samples accumulate.
+        """
+        samples = self._runs.get(model_id) if model_id is not None else None
+        if not samples:
+            return None
+        n = len(samples)
+        low = max(lo for lo, _ in samples)
+        high = min(hi for _, hi in samples)
+        if n >= 3 and low <= high:
+            return RunEstimate(low, high, n)
+        mids = sorted((lo + hi) / 2 for lo, hi in samples)
+        halfwidth = sum(hi - lo for lo, hi in samples) / (2 * n)
+        pad = halfwidth / 2 + 0.05 * (sum(mids) / n) / n
+        lo_mid = mids[int(0.05 * n)]
+        hi_mid = mids[max(0, math.ceil(0.95 * n) - 1)]
+        return RunEstimate(max(0.0, lo_mid - pad), hi_mid + pad, n)

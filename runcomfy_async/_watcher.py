@@ -1,0 +1,280 @@
+"""One job's watcher: a status poll per step in, the transition events it brought out.
+
+:class:`Watcher` keeps what was seen (state, queue position, unknown words), what was
+already yielded, and the bounds the learned schedule needs; :meth:`Watcher.step` waits
+for the scheduler's go, polls once and returns the new events. Every cancel scope opens
+and closes inside a step, so a generator driving it never yields inside one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from ._errors import RateLimitError, RunComfyError, UnexpectedResponseError, WaitTimeoutError
+from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
+from ._retry import is_retryable_read, retry_after_of
+from ._schedule import plan_next
+from ._types import JobState, Result, Status
+
+if TYPE_CHECKING:
+    from ._api import Api
+    from ._polling import PollScheduler
+
+__all__ = ["DEFAULT_LAST_POLL_GRACE", "Watcher", "is_transient"]
+
+logger: Final = logging.getLogger("runcomfy_async")
+
+DEFAULT_LAST_POLL_GRACE: Final = 2.0
+"""Seconds a poll or result fetch started by the deadline may run past it to answer."""
+
+_RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
+
+
+def is_transient(exc: RunComfyError) -> bool:
+    """Whether a failed status poll is worth another one (after backoff)."""
+    # A poll is a read: connection errors, 408, 429 and 5xx pass; so does an answer we
+    # could not read, which is more likely a proxy hiccup than a changed API.
+    return is_retryable_read(exc) or isinstance(exc, UnexpectedResponseError)
+
+
+class Watcher:
+    """One job's polling state: what was seen, what was yielded, when to ask next."""
+
+    def __init__(
+        self,
+        api: Api,
+        scheduler: PollScheduler,
+        request_id: str,
+        *,
+        model_id: str | None,
+        timeout: float | None,
+        submitted_at: float | None,
+    ) -> None:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+        self.api = api
+        self.scheduler = scheduler
+        self.request_id = request_id
+        self.model_id = model_id
+        self.timeout = timeout
+        now = scheduler.clock()
+        self.deadline = math.inf if timeout is None else now + timeout
+        self.last: Status | None = None
+        self.state: JobState | None = None
+        self.done = False
+        self._shown: tuple[JobState, int | str | None] | None = None
+        self._unknown_words: set[str] = set()
+        self._polls = 0
+        self._step = 0
+        self._failures = 0
+        self._races = 0
+        self._retry_after: float | None = None
+        self._last_exc: RunComfyError | None = None
+        self._answered_at = now
+        # Bounds of the current phase's start and of the previous answer, for learning.
+        self._left_queue_lo = submitted_at
+        self._started: tuple[float, float] | None = None
+        self._running_since: float | None = None
+        self._position_seen: tuple[int, float] | None = None
+
+    # --- timing ----------------------------------------------------------------------
+
+    def _next_plan(self) -> tuple[float, float]:
+        if self._polls == 0:
+            now = self.scheduler.clock()
+            return now, now
+        sched = self.scheduler
+        plan = plan_next(
+            sched.policy,
+            self._answered_at,
+            state=self.state,
+            step=self._step,
+            failures=self._failures,
+            retry_after=self._retry_after,
+            started=self._started,
+            position=self.last.queue_position if self.last else None,
+            estimate=sched.run_times.estimate(self.model_id),
+            drain=sched.run_times.drain(self.model_id),
+            rand=sched.rand(),
+        )
+        return min(plan.at, self.deadline), plan.key
+
+    def _scope_limit(self) -> float | None:
+        if self.deadline == math.inf:
+            return None
+        return max(self.deadline - self.scheduler.clock(), 0.0) + DEFAULT_LAST_POLL_GRACE
+
+    def timeout_error(self) -> WaitTimeoutError:
+        """The error for a passed deadline, naming the last status seen."""
+        return WaitTimeoutError(
+            self.request_id,
+            timeout=self.timeout if self.timeout is not None else math.inf,
+            last_status=self.last.status if self.last else None,
+        )
+
+    # --- one step ----------------------------------------------------------------------
+
+    async def step(self) -> list[Event]:
+        """Wait for the next poll, send it, and return the events it brought (maybe none).
+
+        Raises:
+            WaitTimeoutError: The deadline passed.
+            RunComfyError: A poll failed for good, or the result could not be fetched.
+        """
+        at, key = self._next_plan()
+        status: Status | None = None
+        with anyio.move_on_after(self._scope_limit()) as scope:
+            await self.scheduler.turn(at, key=key)
+            sent = self.scheduler.clock()
+            self._polls += 1
+            try:
+                status = await self.api.poll_status(self.request_id)
+            except RunComfyError as exc:
+                self._absorb(exc)
+        if scope.cancelled_caught:
+            raise self.timeout_error() from self._last_exc
+        if status is None:
+            self._check_deadline()
+            return []
+        events = self._observe(status, sent)
+        if status.state.is_terminal:
+            terminal = await self._conclude()
+            if terminal is not None:
+                self.done = True
+                return [*events, terminal]
+        self._check_deadline()
+        return events
+
+    def _absorb(self, exc: RunComfyError) -> None:
+        self._answered_at = self.scheduler.clock()
+        if not is_transient(exc):
+            raise exc
+        self._failures += 1
+        self._last_exc = exc
+        if self._failures >= self.scheduler.policy.max_consecutive_failures:
+            raise exc
+        self._retry_after = retry_after_of(exc)
+        plan = plan_next(
+            self.scheduler.policy,
+            self._answered_at,
+            state=self.state,
+            step=self._step,
+            failures=self._failures,
+            retry_after=self._retry_after,
+        )
+        if isinstance(exc, RateLimitError):
+            # The whole session slows down, not just this job (see Backpressure).
+            self.api.backpressure.pause(plan.at - self._answered_at)
+        logger.info(
+            "status poll of request %s failed (%d in a row), retrying: %s",
+            self.request_id,
+            self._failures,
+            exc,
+        )
+
+    def _check_deadline(self) -> None:
+        if self.scheduler.clock() >= self.deadline:
+            raise self.timeout_error() from self._last_exc
+
+    def _observe(self, status: Status, sent: float) -> list[Event]:
+        now = self.scheduler.clock()
+        self._answered_at = now
+        self._failures = 0
+        self._retry_after = None
+        self._last_exc = None
+        state = status.state
+        if not state.is_terminal:
+            self._races = 0
+        self._learn(state, status.queue_position, sent, now)
+        if state is not self.state:
+            self._step = 0
+        else:
+            self._step += 1
+        self.state = state
+        self.last = status
+        shown: tuple[JobState, int | str | None] = (state, None)
+        if state is JobState.IN_QUEUE:
+            shown = (state, status.queue_position)
+        elif state is JobState.UNKNOWN:
+            shown = (state, status.status)
+        if state.is_terminal or shown == self._shown:
+            return []
+        self._shown = shown
+        rid, seen = self.request_id, datetime.now(UTC)
+        if state is JobState.IN_QUEUE:
+            return [Queued(position=status.queue_position, request_id=rid, observed_at=seen)]
+        if state is JobState.IN_PROGRESS:
+            return [InProgress(request_id=rid, observed_at=seen)]
+        if status.status in self._unknown_words:
+            return []
+        self._unknown_words.add(status.status)
+        logger.warning(
+            "request %s reports status %r, which the API does not document; "
+            "treating it as still running",
+            self.request_id,
+            status.status,
+        )
+        return [UnknownStatus(status=status.status, request_id=rid, observed_at=seen)]
+
+    def _learn(self, state: JobState, position: int | None, sent: float, now: float) -> None:
+        """Keep the bounds the learned schedule needs; record drain steps as they happen."""
+        if state is JobState.IN_QUEUE:
+            self._left_queue_lo = sent
+            self._started = None
+            if position is not None and self.model_id is not None:
+                before = self._position_seen
+                if before is not None and position < before[0]:
+                    self.scheduler.run_times.record_drain(
+                        self.model_id, (now - before[1]) / (before[0] - position)
+                    )
+                if before is None or position != before[0]:
+                    self._position_seen = (position, now)
+        elif state in _RUNNING:
+            if self._started is None and self._left_queue_lo is not None:
+                self._started = (self._left_queue_lo, now)
+            self._running_since = sent
+
+    async def _conclude(self) -> Event | None:
+        """Fetch the result of a job /status calls finished; None if /result disagrees."""
+        with anyio.move_on_after(self._scope_limit()) as scope:
+            result = await self.api.result(self.request_id)
+        if scope.cancelled_caught:
+            raise self.timeout_error()
+        rid, seen = self.request_id, datetime.now(UTC)
+        if result.status is JobState.SUCCEEDED:
+            self._record_run(result)
+            return Completed(result=result, request_id=rid, observed_at=seen)
+        if result.status is JobState.FAILED:
+            return Failed(result=result, error=result.error, request_id=rid, observed_at=seen)
+        if result.status is JobState.CANCELLED:
+            return Cancelled(request_id=rid, observed_at=seen)
+        # /status said finished but /result has not caught up (or says something odd):
+        # a race between the two routes. Poll again, but not forever.
+        self._races += 1
+        if self._races >= self.scheduler.policy.max_consecutive_failures:
+            raise UnexpectedResponseError(
+                route="GET /v1/requests/{id}/result",
+                status=200,
+                request_id=self.request_id,
+                error_message=f"/status says finished but /result says {result.raw_status!r}",
+            )
+        logger.info(
+            "request %s: /status says finished, /result says %r; polling on",
+            self.request_id,
+            result.raw_status,
+        )
+        return None
+
+    def _record_run(self, result: Result) -> None:
+        model_id = self.model_id or result.model_id
+        if model_id is None or self._started is None or self._running_since is None:
+            return
+        start_lo, start_hi = self._started
+        self.scheduler.run_times.record_run(
+            model_id, max(0.0, self._running_since - start_hi), self._answered_at - start_lo
+        )
