@@ -12,6 +12,7 @@ Only asyncio is supported (aiohttp is asyncio-only).
 
 from __future__ import annotations
 
+from ._batch import KeyConflictError, UncertainKeyError
 from ._client import TOKEN_ENV, Client, RequestHandle
 from ._config import Limits, Timeouts
 from ._download import DownloadProgress
@@ -42,6 +43,8 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
+from ._journal import JournalError
+from ._map import MapOutcome
 from ._polling import PollPolicy
 from ._retry import RetryEvent, RetryPolicy
 from ._types import (
@@ -78,7 +81,10 @@ __all__ = [
     "JobError",
     "JobFailedError",
     "JobState",
+    "JournalError",
+    "KeyConflictError",
     "Limits",
+    "MapOutcome",
     "ModelInfo",
     "NetworkError",
     "NotFoundError",
@@ -100,6 +106,7 @@ __all__ = [
     "TOKEN_ENV",
     "Timeouts",
     "TransportError",
+    "UncertainKeyError",
     "UnexpectedResponseError",
     "UnknownStatus",
     "WaitTimeoutError",

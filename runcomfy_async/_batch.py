@@ -5,8 +5,9 @@ A keyed run follows its key's state in the journal (``_journal``)::
     no entry   → record intent, POST, record request id, wait, record outcome
     submitted  → re-attach to the request: no new POST
     finished   → return the stored result: no request at all
-    failed     → the job ran and failed (its result is kept for the record): a rerun
-                 submits it again, since a failed job gave nothing to pay twice for
+    failed     → re-raise the stored failure (JobFailedError): no request at all. The
+                 run was paid for and ended; paying again is the caller's decision,
+                 made by running the item under a new key
     intent     → the process stopped mid-submit, so a job may exist: raise
     uncertain    UncertainKeyError, unless on_uncertain="resubmit"
 
@@ -199,7 +200,9 @@ class KeyedRuns:
                         pass  # abandoned and cancelled by an earlier run: submit afresh
                 elif entry.state is EntryState.FINISHED:
                     return _stored(entry)
-                elif entry.state is EntryState.FAILED or on_uncertain == "resubmit":
+                elif entry.state is EntryState.FAILED:
+                    raise JobFailedError(_stored(entry))
+                elif on_uncertain == "resubmit":
                     replace = True
                 else:
                     raise _uncertain(entry, body)

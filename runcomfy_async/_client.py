@@ -600,9 +600,11 @@ class Client:
             An async generator of outcomes, in completion order.
 
         Raises:
-            ValueError: A bad option, or ``keys`` without a journal (raised at once); fewer
-                keys than inputs (raised by the iterator).
-            TypeError: An item that is neither a mapping nor a typed input.
+            ValueError: At once: a bad option, or ``keys`` without a journal. From the
+                iterator: fewer keys than inputs, an empty key, or a typed input for a
+                model other than ``model``.
+            TypeError: At once: neither ``map(model_id, inputs)`` nor
+                ``map(typed_inputs)``. From the iterator: a mapping with no model id.
         """
         self._check_open()
         _check_timeout(timeout)

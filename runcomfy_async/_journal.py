@@ -41,6 +41,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from . import _journal_sql as sql
 from ._errors import RunComfyError
 from ._types import Result
 
@@ -55,27 +56,6 @@ __all__ = [
 logger: Final = logging.getLogger("runcomfy_async")
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS jobs (
-    key          TEXT PRIMARY KEY,
-    model_id     TEXT NOT NULL,
-    inputs       TEXT NOT NULL,
-    state        TEXT NOT NULL
-                 CHECK (state IN ('intent', 'submitted', 'finished', 'failed', 'uncertain')),
-    request_id   TEXT,
-    result       TEXT,
-    reason       TEXT,
-    created_at   REAL NOT NULL,
-    submitted_at REAL,
-    finished_at  REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
-"""
-_COLUMNS: Final = (
-    "key, model_id, inputs, state, request_id, result, reason, created_at, submitted_at, "
-    "finished_at"
-)
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 _result_decoder: Final = msgspec.json.Decoder(Result)
 _inputs_decoder: Final = msgspec.json.Decoder(dict[str, object])
@@ -194,11 +174,12 @@ class Journal:
 
     async def lookup(self, key: str) -> JournalEntry | None:
         """Return the key's entry, or ``None`` if the key was never recorded."""
-        return await self._call(lambda conn: _select(conn, key))
+        return await self._call(lambda conn: _entry(sql.select(conn, key)))
 
     async def entries(self, state: EntryState | None = None) -> list[JournalEntry]:
         """Return every entry (or those in ``state``), oldest intent first."""
-        return await self._call(lambda conn: _select_all(conn, state))
+        rows = await self._call(lambda conn: sql.select_all(conn, state))
+        return [_row_to_entry(row) for row in rows]
 
     async def record_intent(
         self, key: str, model_id: str, inputs_json: bytes, *, replace: bool = False
@@ -217,7 +198,7 @@ class Journal:
                 cover), or the write failed.
         """
         inputs_text = inputs_json.decode()
-        await self._call(lambda conn: _insert_intent(conn, key, model_id, inputs_text, replace))
+        await self._call(lambda conn: sql.insert_intent(conn, key, model_id, inputs_text, replace))
 
     async def record_submitted(self, key: str, request_id: str) -> None:
         """Record the job's ``request_id``, durably. Call right after the POST answers."""
@@ -368,27 +349,9 @@ class Journal:
             self._conn.execute("ROLLBACK")
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        # Autocommit mode (isolation_level=None): transactions are ours, explicit.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA busy_timeout = 10000")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"written by a newer runcomfy_async (schema {version} > {SCHEMA_VERSION})"
-                )
-            if version < SCHEMA_VERSION:
-                conn.executescript(_SCHEMA)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
+        if self._conn is None:
+            self._conn = sql.connect(self.path)
+        return self._conn
 
 
 def _wrap(exc: BaseException, path: str) -> BaseException:
@@ -397,6 +360,10 @@ def _wrap(exc: BaseException, path: str) -> BaseException:
         wrapped.__cause__ = exc
         return wrapped
     return exc
+
+
+def _entry(row: tuple[Any, ...] | None) -> JournalEntry | None:
+    return None if row is None else _row_to_entry(row)
 
 
 def _row_to_entry(row: tuple[Any, ...]) -> JournalEntry:
@@ -413,39 +380,3 @@ def _row_to_entry(row: tuple[Any, ...]) -> JournalEntry:
         submitted_at=None if submitted is None else float(submitted),
         finished_at=None if finished is None else float(finished),
     )
-
-
-def _select(conn: sqlite3.Connection, key: str) -> JournalEntry | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE key = ?", (key,)).fetchone()
-    return None if row is None else _row_to_entry(row)
-
-
-def _select_all(conn: sqlite3.Connection, state: EntryState | None) -> list[JournalEntry]:
-    sql = f"SELECT {_COLUMNS} FROM jobs"
-    params: tuple[str, ...] = ()
-    if state is not None:
-        sql += " WHERE state = ?"
-        params = (state.value,)
-    return [_row_to_entry(row) for row in conn.execute(sql + " ORDER BY created_at", params)]
-
-
-def _insert_intent(
-    conn: sqlite3.Connection, key: str, model_id: str, inputs: str, replace: bool
-) -> None:
-    sql = (
-        "INSERT INTO jobs (key, model_id, inputs, state, created_at) VALUES (?, ?, ?, 'intent', ?)"
-    )
-    if replace:
-        sql += (
-            " ON CONFLICT (key) DO UPDATE SET model_id = excluded.model_id,"
-            " inputs = excluded.inputs, state = 'intent', request_id = NULL, result = NULL,"
-            " reason = NULL, created_at = excluded.created_at, submitted_at = NULL,"
-            " finished_at = NULL WHERE state IN ('intent', 'uncertain', 'failed')"
-        )
-    taken = f"key {key!r} is journaled already" + (" and is not retryable" if replace else "")
-    try:
-        cursor = conn.execute(sql, (key, model_id, inputs, time.time()))
-    except sqlite3.IntegrityError as exc:
-        raise sqlite3.IntegrityError(taken) from exc
-    if cursor.rowcount != 1:
-        raise sqlite3.IntegrityError(taken)

@@ -186,10 +186,10 @@ async def test_other_inputs_for_a_key_conflict(jclient: Client, sim: Simulator) 
     assert len(sim.log) == before
 
 
-async def test_failed_job_is_kept_and_retried_by_a_rerun(
+async def test_failed_job_is_kept_and_not_paid_for_twice(
     jclient: Client, sim: Simulator, db: Path
 ) -> None:
-    """A failed job is journaled with its result; a rerun submits the key once more."""
+    """A failed job is journaled with its result; a rerun re-raises it with no request."""
     sim.script_next(JobScript(outcome="failed", error="out of memory"))
     with pytest.raises(JobFailedError, match="out of memory") as info:
         await jclient.run(WAN25, GOOD_INPUTS, key="a")
@@ -200,9 +200,14 @@ async def test_failed_job_is_kept_and_retried_by_a_rerun(
         await journal.aclose()
     assert entry is not None and entry.state is EntryState.FAILED
     assert entry.result == info.value.result
-    result = await jclient.run(WAN25, GOOD_INPUTS, key="a")
+    before = len(sim.log)
+    with pytest.raises(JobFailedError, match="out of memory") as again:
+        await jclient.run(WAN25, GOOD_INPUTS, key="a")
+    assert again.value.result == info.value.result
+    assert len(sim.log) == before
+    result = await jclient.run(WAN25, GOOD_INPUTS, key="a-retry")
     assert sim.count("submit") == 2
-    assert await entry_of(db, "a") == (EntryState.FINISHED, result.request_id)
+    assert await entry_of(db, "a-retry") == (EntryState.FINISHED, result.request_id)
 
 
 async def test_refused_submit_frees_the_key(jclient: Client, sim: Simulator, db: Path) -> None:

@@ -388,7 +388,7 @@ def test_known_words_normalise_whatever_their_case(word: str, flips: list[bool])
 # --- decoders ------------------------------------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(body=json_bodies)
 def test_decoders_raise_only_decode_errors(body: bytes) -> None:
     """Any body makes each decoder return its type or raise a msgspec or ValueError only."""

@@ -313,6 +313,7 @@ async def test_cancelled_wait_sends_no_cancel(sim: Simulator) -> None:
         rid = await _submit(client, sim, JobScript(queue_polls=FOREVER))
         with anyio.move_on_after(0.05):
             await client.wait(rid)
+        assert client._scheduler.waiting == 0
     assert sim.count("status", request_id=rid) == 1
     assert sim.count("cancel") == 0
 
@@ -465,11 +466,11 @@ def _max_excess(times: list[float], rate: float) -> float:
 
 
 async def test_two_thousand_watchers_share_the_budget(sim: Simulator) -> None:
-    """2,000 concurrent waits poll no faster than the budget, and every job gets its turn."""
-    rate, burst, jobs, seconds = 250.0, 25, 2_000, 10.0
+    """2,000 concurrent waits poll no faster than the budget, oldest due first."""
+    rate, burst, jobs, seconds = 50.0, 10, 2_000, 5.0
     policy = PollPolicy(first_interval=0.0, max_interval=0.0, requests_per_second=rate, burst=burst)
-    # Jobs that never finish: every watcher wants a poll all the time, so the budget is
-    # the only thing pacing them, and no result fetch competes for the loop.
+    # Jobs that never finish: every watcher wants a poll at once and all the time, so the
+    # budget alone paces them, and no result fetch competes for the loop.
     sim.script_next(JobScript(queue_polls=FOREVER), count=jobs)
     async with _client(sim, policy) as client:
         ids: list[str] = []
@@ -485,10 +486,11 @@ async def test_two_thousand_watchers_share_the_budget(sim: Simulator) -> None:
                 for rid in ids:
                     tg.start_soon(client.wait, rid)
     stamps = [r.t for r in sim.log if r.route == "status"]
-    assert burst + rate * seconds * 0.8 <= len(stamps) <= burst + rate * seconds
-    assert all(sim.count("status", request_id=rid) >= 1 for rid in ids)
-    # The budget is spent when a poll is released to the transport; the simulator logs it
-    # on arrival, after both sides shared one busy event loop (2,000 tasks starting at
-    # once delay the first sends by ~50 ms). Allow 0.1 s of that lag, at the budget rate.
-    assert _max_excess(stamps, rate) <= burst + rate * 0.1
+    assert burst + rate * seconds * 0.5 <= len(stamps) <= burst + rate * seconds
+    # Fair: no job got a second poll while another still waited for its first.
+    assert max(sim.count("status", request_id=rid) for rid in ids) == 1
+    # The budget is spent when a poll is released to the transport; the simulator logs
+    # it on arrival, after both shared one event loop that other processes may stall.
+    # Allow a quarter second of such lag, at the budget rate.
+    assert _max_excess(stamps, rate) <= burst + rate * 0.25
     assert sim.count("cancel") == 0

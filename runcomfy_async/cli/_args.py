@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -127,6 +127,9 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_Sub = Callable[..., argparse.ArgumentParser]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``runcomfy`` parser with every subcommand.
 
@@ -154,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         _add_global_options(p, top=False)
         return p
 
+    _add_job_commands(sub)
+    _add_batch(sub)
+    _add_catalog_and_simulator(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _add_job_commands(sub: _Sub) -> None:
     p = sub(
         "run",
         "submit a job, show its progress, print its outputs",
@@ -193,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace files that exist in DIR")
 
+
+def _add_batch(sub: _Sub) -> None:
     p = sub(
         "batch",
         "run many jobs from a JSONL file, resumably",
@@ -214,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--download", metavar="DIR", type=Path, help="download outputs, one folder per key"
     )
 
+
+def _add_catalog_and_simulator(sub: _Sub) -> None:
     p = sub("models", "show catalog entries (default: the models this package knows)")
     p.add_argument("model_ids", metavar="MODEL", nargs="*")
     p.add_argument("--schema", action="store_true", help="also print each input schema")
@@ -248,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--token", default="test-token", help="the token it accepts (test-token)")
 
+
+def _add_demo(sub: _Sub) -> None:
     p = sub(
         "demo",
         "run a 24-job batch on a built-in simulator (no token, no network)",
@@ -267,7 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
     # Hidden knobs for the test suite: a smaller, faster demo.
     p.add_argument("--jobs", type=_positive_int, default=24, help=argparse.SUPPRESS)
     p.add_argument("--speed", type=_positive_float, default=1.0, help=argparse.SUPPRESS)
-    return parser
 
 
 def _value(raw: str) -> object:
