@@ -10,6 +10,8 @@ account every request against the shared budget.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Mapping
 from typing import Final
@@ -58,6 +60,11 @@ ROUTES: Final = {
     "cancel": "POST /v1/requests/{id}/cancel",
     "model": "GET /v1/models/{model_id}",
 }
+
+logger: Final = logging.getLogger("runcomfy_async")
+
+#: Seconds allowed for cancelling a job whose submit was itself cancelled mid-flight.
+ORPHAN_CANCEL_TIMEOUT: Final = 5.0
 
 # Segments of letters, digits, dot, dash, underscore; slashes between (not URL-encoded).
 _MODEL_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
@@ -164,7 +171,7 @@ class Api:
 
         async def attempt() -> Response:
             async with self._submit_slots:
-                return await self.transport.request("POST", path, route=route, body=body)
+                return await self._post_to_completion(path, body, model_id)
 
         try:
             response = await retrying(
@@ -189,6 +196,50 @@ class Api:
                 inputs=inputs,
                 reason=f"HTTP {response.status} without a usable request_id",
             ) from _unreadable(exc, route=route, response=response, request_id=None)
+
+    async def _post_to_completion(self, path: str, body: bytes, model_id: str) -> Response:
+        """Send a submit POST that no cancellation can cut short once it is on the wire.
+
+        Cancelling mid-flight could leave a billed job whose id nobody ever learns. So the
+        POST runs in a task of its own (``asyncio.shield``: anyio's shields do not stop a
+        native ``Task.cancel()``, which is how ``asyncio.wait_for`` and web servers cancel);
+        if the caller is cancelled meanwhile, the answer is still awaited (bounded by the
+        connect and read timeouts), any job it created is cancelled remotely, its id is
+        logged, and the cancellation then goes on.
+        """
+        post = asyncio.ensure_future(
+            self.transport.request("POST", path, route=ROUTES["submit"], body=body)
+        )
+        try:
+            return await asyncio.shield(post)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):
+                await self._cancel_orphan(post, model_id)
+            raise
+
+    async def _cancel_orphan(self, post: asyncio.Future[Response], model_id: str) -> None:
+        try:
+            response = await post
+            request_id = decode_submit(response.body).request_id
+        except (RunComfyError, msgspec.MsgspecError, ValueError):
+            return  # no usable id: nothing we could cancel
+        logger.warning(
+            "submit to %s was cancelled while on the wire; it created request %s, "
+            "which is now cancelled remotely",
+            model_id,
+            request_id,
+        )
+        with anyio.move_on_after(ORPHAN_CANCEL_TIMEOUT):
+            try:
+                await self.transport.request(
+                    "POST",
+                    f"/v1/requests/{request_id}/cancel",
+                    route=ROUTES["cancel"],
+                    request_id=request_id,
+                    body=b"{}",
+                )
+            except RunComfyError as exc:
+                logger.warning("could not cancel orphaned request %s: %s", request_id, exc)
 
     async def status(self, request_id: str) -> Status:
         """GET the status, retrying transient failures."""

@@ -15,7 +15,9 @@ import contextlib
 import email.utils
 import ipaddress
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
+from functools import lru_cache
 from typing import Final
 
 import aiohttp
@@ -48,6 +50,7 @@ __all__ = [
     "StreamResponse",
     "Transport",
     "check_base_url",
+    "env_proxy",
     "is_loopback",
     "parse_retry_after",
     "status_error",
@@ -119,6 +122,20 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+@lru_cache(maxsize=64)
+def env_proxy(scheme: str, host: str) -> URL | None:
+    """The proxy ``HTTP(S)_PROXY`` names for this scheme and host, honouring ``NO_PROXY``.
+
+    Resolved once per origin and cached: aiohttp's own ``trust_env`` re-reads the
+    environment and ``~/.netrc`` in a thread on every request (3× the CPU of a bare
+    loop), and a netrc entry for the API host would clash with our Authorization header.
+    """
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return URL(proxy)
 
 
 class Response(msgspec.Struct, frozen=True):
@@ -236,6 +253,7 @@ class Transport:
         self._auth: Final = f"Bearer {token}"
         self._limits = limits
         self._trust_env = trust_env
+        self._api_proxy = env_proxy(self._base.scheme, self._base.host or "") if trust_env else None
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         # aiohttp's 300 s total default must never apply: total=None. ``connect`` is left
@@ -269,7 +287,7 @@ class Transport:
                 connector=connector,
                 timeout=self._api_timeout,
                 headers={"User-Agent": USER_AGENT},
-                trust_env=self._trust_env,
+                trust_env=False,  # proxies come from env_proxy(), resolved once
                 auto_decompress=True,
             )
         return self._session
@@ -304,6 +322,7 @@ class Transport:
                 params=params,
                 headers=headers,
                 allow_redirects=False,
+                proxy=self._api_proxy,
             ) as resp:
                 payload = await resp.read()
                 status = resp.status
@@ -350,9 +369,11 @@ class Transport:
         """
         session = self._get_session()
         sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        target = URL(url, encoded=True)
+        proxy = env_proxy(target.scheme, target.host or "") if self._trust_env else None
         with _mapped(route, None):
             resp = await session.get(
-                URL(url, encoded=True), headers=sent, timeout=self._download_timeout
+                target, headers=sent, timeout=self._download_timeout, proxy=proxy
             )
         # Only opening is mapped here: errors raised by the caller's own code (say, a full
         # disk) must pass through untranslated.

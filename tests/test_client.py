@@ -361,3 +361,31 @@ async def test_connection_pool_is_bounded(sim: Simulator) -> None:
                 tg.start_soon(c.result, handle.request_id)
     assert sim.count("result") == 200
     assert sim.stats.max_concurrent_connections <= 4
+
+
+# --- cancellation while a submit is on the wire --------------------------------------------
+
+
+async def test_submit_cancelled_on_the_wire_is_not_orphaned(client: Client, sim: Simulator) -> None:
+    """asyncio.wait_for cancelling a slow submit: the POST completes, its job is cancelled."""
+    import asyncio
+
+    sim.add_fault(Fault("slow", "submit", delay=0.6))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.run(WAN25, GOOD_INPUTS), timeout=0.1)
+    assert sim.count("submit") == 1 and sim.stats.jobs_created == 1
+    assert sim.count("cancel") == 1
+    (rid,) = {r.request_id for r in sim.log if r.route == "cancel"}
+    assert sim.job(rid).state == "cancelled"
+
+
+async def test_submit_cancelled_by_anyio_scope_is_not_orphaned(
+    client: Client, sim: Simulator
+) -> None:
+    """An anyio deadline during a slow submit: one job, cancelled remotely, exactly once."""
+    import anyio
+
+    sim.add_fault(Fault("slow", "submit", delay=0.6))
+    with anyio.move_on_after(0.1):
+        await client.submit(WAN25, GOOD_INPUTS)
+    assert sim.stats.jobs_created == 1 and sim.count("cancel") == 1
