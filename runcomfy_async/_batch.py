@@ -195,7 +195,7 @@ class KeyedRuns:
                 if entry.state is EntryState.SUBMITTED:
                     assert entry.request_id is not None
                     try:
-                        return await self._wait(job, entry.request_id)
+                        return await self._wait(job, entry.request_id, fresh=False)
                     except JobCancelledError:
                         pass  # abandoned and cancelled by an earlier run: submit afresh
                 elif entry.state is EntryState.FINISHED:
@@ -242,7 +242,9 @@ class KeyedRuns:
             await self._note(key, None)  # refused, or never sent: no job exists
             raise
 
-    async def _wait(self, job: _Job, request_id: str) -> Result:
+    async def _wait(self, job: _Job, request_id: str, *, fresh: bool = True) -> Result:
+        # fresh=False on re-attach: the job may have been running for a while, so the
+        # learned schedule must not assume it just started.
         try:
             result = await run_to_result(
                 self._api,
@@ -251,6 +253,7 @@ class KeyedRuns:
                 model_id=job.model_id,
                 timeout=job.timeout,
                 cancel_on_exit=job.cancel_on_exit,
+                fresh=fresh,
             )
         except JobFailedError as exc:
             await self._note(job.key, EntryState.FAILED, result=exc.result)

@@ -166,7 +166,7 @@ class Client:
             include_cost=include_cost,
             on_retry=on_retry,
         )
-        self._scheduler = PollScheduler(polling)
+        self._scheduler = PollScheduler(polling, backpressure=self._backpressure)
         self._journal_path = journal
         # The journal file is opened by its first keyed run, not here (no I/O in __init__).
         self._keyed = (

@@ -26,7 +26,7 @@ The tree, by what the caller can do about it::
     ├── SubmitUncertainError           a submit may or may not have created a billed job
     │   └── UncertainKeyError          ... for a journaled key, which is not resubmitted (_batch)
     ├── InputValidationError           inputs refused locally, before any request (also ValueError)
-    ├── KeyConflictError               a journal key reused for other inputs (also ValueError; _batch)
+    ├── KeyConflictError               a journal key reused for other inputs (ValueError too)
     ├── JournalError                   the journal could not be read or written (_journal)
     └── DownloadTooLargeError          an output file is over the download size cap
 

@@ -76,6 +76,8 @@ _BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
     429: RateLimitError,
 }
 _ERROR_CODE_MARK: Final = b'"error_code"'
+#: No API answer is anywhere near this; a larger one is broken or hostile, not read whole.
+MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
 
 
 def is_loopback(host: str | None) -> bool:
@@ -233,6 +235,30 @@ def _mapped(route: str, request_id: str | None) -> Iterator[None]:
         ) from exc
 
 
+async def _read_capped(resp: aiohttp.ClientResponse, route: str, request_id: str | None) -> bytes:
+    """Read an API answer whole, refusing one larger than any real answer could be."""
+    declared = resp.content_length
+    if declared is not None and declared > MAX_ANSWER_BYTES:
+        raise _too_large(resp.status, route, request_id)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _too_large(resp.status, route, request_id)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(status: int, route: str, request_id: str | None) -> UnexpectedResponseError:
+    return UnexpectedResponseError(
+        route=route,
+        status=status,
+        request_id=request_id,
+        error_message=f"answer larger than {MAX_ANSWER_BYTES} bytes refused",
+    )
+
+
 class Transport:
     """Sends one HTTP attempt and returns a 2xx body or raises a typed error.
 
@@ -324,7 +350,7 @@ class Transport:
                 allow_redirects=False,
                 proxy=self._api_proxy,
             ) as resp:
-                payload = await resp.read()
+                payload = await _read_capped(resp, route, request_id)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 location = resp.headers.get("Location")

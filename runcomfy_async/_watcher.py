@@ -73,6 +73,7 @@ class Watcher:
         self._step = 0
         self._failures = 0
         self._races = 0
+        self._result_failures = 0
         self._retry_after: float | None = None
         self._last_exc: RunComfyError | None = None
         self._answered_at = now
@@ -241,10 +242,23 @@ class Watcher:
 
     async def _conclude(self) -> Event | None:
         """Fetch the result of a job /status calls finished; None if /result disagrees."""
+        result: Result | None = None
         with anyio.move_on_after(self._scope_limit()) as scope:
-            result = await self.api.result(self.request_id)
+            try:
+                result = await self.api.result(self.request_id)
+            except RunComfyError as exc:
+                # The job is done on the server: a garbled or failed /result answer must
+                # not turn a paid-for success into an error. Count it and ask again; the
+                # count is its own, since the /status polls between succeed.
+                self._result_failures += 1
+                if self._result_failures >= self.scheduler.policy.max_consecutive_failures:
+                    raise
+                self._absorb(exc)
         if scope.cancelled_caught:
-            raise self.timeout_error()
+            raise self.timeout_error() from self._last_exc
+        if result is None:
+            self._check_deadline()
+            return None
         rid, seen = self.request_id, datetime.now(UTC)
         if result.status is JobState.SUCCEEDED:
             self._record_run(result)

@@ -494,3 +494,16 @@ async def test_two_thousand_watchers_share_the_budget(sim: Simulator) -> None:
     # Allow a quarter second of such lag, at the budget rate.
     assert _max_excess(stamps, rate) <= burst + rate * 0.25
     assert sim.count("cancel") == 0
+
+
+@pytest.mark.anyio
+async def test_garbled_result_after_completion_is_fetched_again(sim: Simulator) -> None:
+    """A malformed or redirected /result for a finished job is retried, not reported as failure."""
+    sim.script_next(JobScript(queue_polls=0, run_polls=0))
+    sim.add_fault(Fault("malformed_json", "result"))
+    sim.add_fault(Fault("redirect", "result"))
+    fast = PollPolicy(first_interval=0.0, jitter=0.0, requests_per_second=1000, burst=100)
+    async with Client(token=sim.token, base_url=sim.url, retry=FAST_RETRY, polling=fast) as c:
+        result = await c.run(WAN25, GOOD_INPUTS)
+    assert result.output is not None
+    assert sim.count("result") == 3

@@ -213,7 +213,10 @@ async def cmd_batch(ctx: Context) -> int:
     where = "" if args.output == "-" else f"; results in {args.output}"
     resume = ""
     if journal and counts["failed"]:
-        resume = f"; rerun with the same --journal {journal} to retry them (finished ones are kept)"
+        resume = (
+            f"; a rerun with --journal {journal} resumes unfinished items and keeps the"
+            " outcome of finished and failed ones (give a failed item a new key to pay again)"
+        )
     ok, bad = counts["succeeded"], counts["failed"]
     warn(f"{len(items)} items: {ok} succeeded, {bad} did not{where}{resume}")
     if worst is ExitCode.OK and bad:
