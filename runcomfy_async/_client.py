@@ -28,6 +28,7 @@ from ._journal import Journal
 from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, check_item, map_outcomes
 from ._polling import DEFAULT_POLLING, PollPolicy, PollScheduler
 from ._retry import DEFAULT_RETRY, Backpressure, RetryHook, RetryPolicy
+from ._schema_check import check_inputs
 from ._transport import Transport
 from ._watch import run_to_result, wait, watch
 from .models._base import prepare_inputs
@@ -168,6 +169,7 @@ class Client:
         )
         self._scheduler = PollScheduler(polling, backpressure=self._backpressure)
         self._journal_path = journal
+        self._catalog: dict[str, ModelInfo] = {}
         # The journal file is opened by its first keyed run, not here (no I/O in __init__).
         self._keyed = (
             None
@@ -325,6 +327,25 @@ class Client:
         """
         self._check_open()
         return await self._api.model_info(check_model_id(model_id))
+
+    async def check_inputs(self, model_id: str, inputs: Mapping[str, object]) -> None:
+        """Check a plain mapping against the model's catalog schema, before paying.
+
+        Opt-in, for models without a typed input class: the schema (fetched once per
+        model per session) is applied locally — required fields, types, enums, lengths,
+        ranges, and RunComfy's ``validations`` such as pixel sizes of local files.
+
+        Raises:
+            InputValidationError: A value breaks the schema (field, value and rule named).
+            BadRequestError: Unknown model.
+            NotFoundError: Unknown model.
+            TransportError: No answer, after retries.
+            APIStatusError: Another error answer.
+        """
+        info = self._catalog.get(model_id)
+        if info is None:
+            info = self._catalog[model_id] = await self.model_info(model_id)
+        await check_inputs(inputs, info)
 
     async def download(
         self,

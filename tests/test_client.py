@@ -389,3 +389,20 @@ async def test_submit_cancelled_by_anyio_scope_is_not_orphaned(
     with anyio.move_on_after(0.1):
         await client.submit(WAN25, GOOD_INPUTS)
     assert sim.stats.jobs_created == 1 and sim.count("cancel") == 1
+
+
+# --- the catalog -----------------------------------------------------------------------------
+
+
+async def test_model_info_and_opt_in_schema_check(client: Client, sim: Simulator) -> None:
+    """The catalog entry is typed; check_inputs applies its schema with one catalog fetch."""
+    info = await client.model_info(WAN25)
+    assert info.model_id == WAN25 and info.input_schema
+    await client.check_inputs(WAN25, GOOD_INPUTS)
+    with pytest.raises(rc.InputValidationError) as bad:
+        await client.check_inputs(WAN25, {**GOOD_INPUTS, "resolution": "720p"})
+    assert bad.value.field == "resolution"
+    with pytest.raises(rc.InputValidationError):
+        await client.check_inputs(WAN25, {"img_url": "https://x/y.png"})
+    assert sim.count("model") == 2  # model_info, then one cached fetch for check_inputs
+    assert sim.count("submit") == 0
