@@ -19,6 +19,7 @@ from typing import Final
 
 from .._config import DEFAULT_BASE_URL
 from .._version import __version__
+from ..testing._options import add_simulator_arguments
 from ._exit import EXIT_CODES_HELP
 
 __all__ = ["BASE_URL_ENV", "UsageError", "build_parser", "parse_inputs"]
@@ -238,30 +239,7 @@ def _add_catalog_and_simulator(sub: _Sub) -> None:
         "serve the RunComfy simulator locally (for trying things out and tests)",
         "Serve the simulator until Ctrl-C. It prints the base URL and a token to export.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="API port (default: any free one)")
-    p.add_argument("--storage-port", type=int, default=0, help="output files' port (any)")
-    p.add_argument(
-        "--clock",
-        choices=["scripted", "wall"],
-        default="wall",
-        help="wall: jobs take real time (default); scripted: one step per status poll",
-    )
-    p.add_argument("--workers", type=_positive_int, default=4, help="jobs run at once (4)")
-    p.add_argument(
-        "--run-seconds",
-        type=_positive_float,
-        nargs="+",
-        default=[5.0, 10.0],
-        metavar="S",
-        help="simulated run time: S, or LO HI drawn uniformly (default: 5 10)",
-    )
-    p.add_argument(
-        "--time-scale", type=_positive_float, default=1.0, help="simulated seconds per second"
-    )
-    p.add_argument("--failure-rate", type=float, default=0.0, help="share of jobs that fail")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--token", default="test-token", help="the token it accepts (test-token)")
+    add_simulator_arguments(p, default_clock="wall")
 
 
 def _add_demo(sub: _Sub) -> None:

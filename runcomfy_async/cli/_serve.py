@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..testing import Simulator
+from ..testing._options import simulator_from_args
 from ._args import BASE_URL_ENV, UsageError
 from ._exit import ExitCode
 from ._render import emit_json, say, warn
@@ -23,23 +23,8 @@ async def cmd_simulator(ctx: Context) -> int:
     Ctrl-C is the way to stop it, so it exits 0 rather than 130 (see ``main``).
     """
     args = ctx.args
-    spans = args.run_seconds
-    if len(spans) > 2:
-        raise UsageError("--run-seconds takes one value or two (LO HI)")
-    run_seconds = spans[0] if len(spans) == 1 else (min(spans), max(spans))
     try:
-        sim = Simulator(
-            token=args.token,
-            clock=args.clock,
-            workers=args.workers,
-            run_seconds=run_seconds,
-            time_scale=args.time_scale,
-            failure_rate=args.failure_rate,
-            seed=args.seed,
-            host=args.host,
-            port=args.port,
-            storage_port=args.storage_port,
-        )
+        sim = simulator_from_args(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     async with sim:
