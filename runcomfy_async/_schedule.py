@@ -157,6 +157,8 @@ class RunTimes:
     def __init__(self) -> None:
         self._runs: dict[str, deque[tuple[float, float]]] = {}
         self._drain: dict[str, float] = {}
+        # Every poll plans with the estimate, but it changes only when a job finishes.
+        self._estimates: dict[str, RunEstimate] = {}
 
     def record_run(self, model_id: str, shortest: float, longest: float) -> None:
         """Remember that a job of ``model_id`` ran between ``shortest`` and ``longest`` s."""
@@ -164,6 +166,7 @@ class RunTimes:
             return
         samples = self._runs.setdefault(model_id, deque(maxlen=_SAMPLES_KEPT))
         samples.append((shortest, longest))
+        self._estimates.pop(model_id, None)
 
     def record_drain(self, model_id: str, seconds_per_position: float) -> None:
         """Fold one observed queue step into the model's drain rate (an EWMA)."""
@@ -187,17 +190,27 @@ class RunTimes:
         otherwise the spread of the samples' midpoints (5th–95th percentile), padded by
         the measurement error and by an allowance that shrinks as samples accumulate.
         """
-        samples = self._runs.get(model_id) if model_id is not None else None
-        if not samples:
+        if model_id is None:
             return None
-        n = len(samples)
-        low = max(lo for lo, _ in samples)
-        high = min(hi for _, hi in samples)
-        if n >= 3 and low <= high:
-            return RunEstimate(low, high, n)
-        mids = sorted((lo + hi) / 2 for lo, hi in samples)
-        halfwidth = sum(hi - lo for lo, hi in samples) / (2 * n)
-        pad = halfwidth / 2 + 0.05 * (sum(mids) / n) / n
-        lo_mid = mids[int(0.05 * n)]
-        hi_mid = mids[max(0, math.ceil(0.95 * n) - 1)]
-        return RunEstimate(max(0.0, lo_mid - pad), hi_mid + pad, n)
+        cached = self._estimates.get(model_id)
+        if cached is None:
+            samples = self._runs.get(model_id)
+            if not samples:
+                return None
+            cached = self._estimates[model_id] = _estimate(samples)
+        return cached
+
+
+def _estimate(samples: deque[tuple[float, float]]) -> RunEstimate:
+    """The window every sample fits, or the samples' spread padded (see ``estimate``)."""
+    n = len(samples)
+    low = max(lo for lo, _ in samples)
+    high = min(hi for _, hi in samples)
+    if n >= 3 and low <= high:
+        return RunEstimate(low, high, n)
+    mids = sorted((lo + hi) / 2 for lo, hi in samples)
+    halfwidth = sum(hi - lo for lo, hi in samples) / (2 * n)
+    pad = halfwidth / 2 + 0.05 * (sum(mids) / n) / n
+    lo_mid = mids[int(0.05 * n)]
+    hi_mid = mids[max(0, math.ceil(0.95 * n) - 1)]
+    return RunEstimate(max(0.0, lo_mid - pad), hi_mid + pad, n)
