@@ -8,6 +8,7 @@ Policy lives elsewhere — retries in ``_retry``, routes in ``_api``, polling in
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["TOKEN_ENV", "Client", "RequestHandle"]
 
 TOKEN_ENV: Final = "RUNCOMFY_API_TOKEN"
+#: The least time left for the wait of a ``run()`` whose submit used up its deadline.
+_MIN_WAIT: Final = 0.001
 
 
 def _resolve_token(token: str | None) -> str:
@@ -507,7 +510,8 @@ class Client:
         Args:
             model: A model id or a typed input.
             inputs: The inputs, with a model id.
-            timeout: Overall deadline in seconds for submit and wait.
+            timeout: Overall deadline in seconds, counted from the call. A submit on
+                the wire is never cut short; the wait gets whatever time is left.
             key: With a journal, makes the call resumable: the intent is recorded
                 before the POST and the request id after it, so a rerun with the same
                 key re-attaches to the job (no new POST), or returns its stored result
@@ -525,7 +529,7 @@ class Client:
                 a key, an ``UncertainKeyError`` naming it.
             KeyConflictError: The key is journaled with another model or other inputs.
             JournalError: The journal could not be read or written.
-            JobFailedError: The job failed (a keyed rerun submits a failed key again).
+            JobFailedError: The job failed (a keyed rerun re-raises the stored failure).
             JobCancelledError: The job was cancelled.
             WaitTimeoutError: The deadline passed.
             APIStatusError: An error answer (see :meth:`submit` for the classes).
@@ -546,7 +550,12 @@ class Client:
                 cancel_on_exit=cancel_on_exit,
                 on_uncertain=on_uncertain,
             )
+        started = time.monotonic()
         handle = await self.submit(model, inputs)  # type: ignore[arg-type]
+        if timeout is not None:
+            # The deadline counts from the call; a submit is never cut mid-POST (see
+            # Api.submit), so the wait gets what is left, and at least one poll.
+            timeout = max(timeout - (time.monotonic() - started), _MIN_WAIT)
         return await run_to_result(
             self._api,
             self._scheduler,

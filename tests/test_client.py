@@ -406,3 +406,32 @@ async def test_model_info_and_opt_in_schema_check(client: Client, sim: Simulator
         await client.check_inputs(WAN25, {"img_url": "https://x/y.png"})
     assert sim.count("model") == 2  # model_info, then one cached fetch for check_inputs
     assert sim.count("submit") == 0
+
+
+# --- proxies from the environment -------------------------------------------------------------
+
+
+def test_env_proxy_resolved_once_and_no_proxy_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY is used for the API host unless NO_PROXY names it."""
+    from runcomfy_async._transport import env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "storage.example.com")
+    env_proxy.cache_clear()
+    try:
+        proxy = env_proxy("https", "model-api.runcomfy.net")
+        assert proxy is not None and proxy.host == "proxy.internal"
+        assert env_proxy("https", "storage.example.com") is None
+        assert env_proxy("http", "model-api.runcomfy.net") is None
+    finally:
+        env_proxy.cache_clear()
+
+
+async def test_run_deadline_counts_from_the_call(client: Client, sim: Simulator) -> None:
+    """A submit that uses up run()'s deadline is not cut; the queued job is then cancelled."""
+    sim.add_fault(Fault("slow", "submit", delay=0.3))
+    sim.script_next(JobScript(queue_polls=100))
+    with pytest.raises(rc.WaitTimeoutError):
+        await client.run(WAN25, GOOD_INPUTS, timeout=0.2)
+    assert sim.stats.jobs_created == 1
+    assert sim.count("cancel") == 1
