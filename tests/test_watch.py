@@ -491,8 +491,9 @@ async def test_two_thousand_watchers_share_the_budget(sim: Simulator) -> None:
     assert max(sim.count("status", request_id=rid) for rid in ids) == 1
     # The budget is spent when a poll is released to the transport; the simulator logs
     # it on arrival, after both shared one event loop that other processes may stall.
-    # Allow a quarter second of such lag, at the budget rate.
-    assert _max_excess(stamps, rate) <= burst + rate * 0.25
+    # Allow half a second of such lag, at the budget rate: a broken budget would exceed
+    # it by about the 2,000 jobs at once (the exact bound is proven on a fake clock).
+    assert _max_excess(stamps, rate) <= burst + rate * 0.5
     assert sim.count("cancel") == 0
 
 
