@@ -51,7 +51,7 @@ from ._types import (
     is_valid_request_id,
 )
 
-__all__ = ["ROUTES", "Api", "check_model_id", "check_request_id"]
+__all__ = ["DEFAULT_CANCEL_TIMEOUT", "ROUTES", "Api", "check_model_id", "check_request_id"]
 
 ROUTES: Final = {
     "submit": "POST /v1/models/{model_id}",
@@ -63,8 +63,8 @@ ROUTES: Final = {
 
 logger: Final = logging.getLogger("runcomfy_async")
 
-#: Seconds allowed for cancelling a job whose submit was itself cancelled mid-flight.
-ORPHAN_CANCEL_TIMEOUT: Final = 5.0
+#: Seconds a cancel of an abandoned job may take, retries included.
+DEFAULT_CANCEL_TIMEOUT: Final = 5.0
 
 # Segments of letters, digits, dot, dash, underscore; slashes between (not URL-encoded).
 _MODEL_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
@@ -140,10 +140,13 @@ class Api:
         route: str,
         request_id: str | None,
         params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> Response:
+        """One idempotent call (a read, or a cancel), retried on anything transient."""
+
         async def attempt() -> Response:
             return await self.transport.request(
-                method, path, route=route, request_id=request_id, params=params
+                method, path, route=route, request_id=request_id, params=params, body=body
             )
 
         return await retrying(
@@ -224,22 +227,31 @@ class Api:
         except (RunComfyError, msgspec.MsgspecError, ValueError):
             return  # no usable id: nothing we could cancel
         logger.warning(
-            "submit to %s was cancelled while on the wire; it created request %s, "
-            "which is now cancelled remotely",
+            "submit to %s was cancelled while on the wire; it created request %s",
             model_id,
             request_id,
         )
-        with anyio.move_on_after(ORPHAN_CANCEL_TIMEOUT):
+        await self.cancel_abandoned(request_id)
+
+    async def cancel_abandoned(self, request_id: str) -> None:
+        """Cancel a job nobody will collect: shielded, time-boxed, failures only logged.
+
+        Used when the caller's own task is being cancelled, so it must neither be
+        interrupted by that cancellation nor raise over it.
+        """
+        with anyio.move_on_after(DEFAULT_CANCEL_TIMEOUT, shield=True) as scope:
             try:
-                await self.transport.request(
-                    "POST",
-                    f"/v1/requests/{request_id}/cancel",
-                    route=ROUTES["cancel"],
-                    request_id=request_id,
-                    body=b"{}",
-                )
+                answer = await self.cancel(request_id)
             except RunComfyError as exc:
-                logger.warning("could not cancel orphaned request %s: %s", request_id, exc)
+                logger.warning("could not cancel abandoned request %s: %s", request_id, exc)
+            else:
+                logger.info("cancelled abandoned request %s: %s", request_id, answer.outcome)
+        if scope.cancelled_caught:
+            logger.warning(
+                "cancel of abandoned request %s timed out after %g s",
+                request_id,
+                DEFAULT_CANCEL_TIMEOUT,
+            )
 
     async def status(self, request_id: str) -> Status:
         """GET the status, retrying transient failures."""
@@ -283,21 +295,12 @@ class Api:
     async def cancel(self, request_id: str) -> CancelResult:
         """POST a cancel; retried like a read, since cancelling twice is harmless."""
         route = ROUTES["cancel"]
-        path = f"/v1/requests/{request_id}/cancel"
-
-        async def attempt() -> Response:
-            return await self.transport.request(
-                "POST", path, route=route, request_id=request_id, body=b"{}"
-            )
-
-        response = await retrying(
-            attempt,
-            policy=self.retry,
-            retryable=is_retryable_read,
-            backpressure=self.backpressure,
+        response = await self._read(
+            "POST",
+            f"/v1/requests/{request_id}/cancel",
             route=route,
             request_id=request_id,
-            hook=self._on_retry,
+            body=b"{}",
         )
         try:
             return decode_cancel(response.body, request_id)

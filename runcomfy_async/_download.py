@@ -179,7 +179,7 @@ async def _body_total(resp: StreamResponse, t: _Transfer) -> tuple[bool, int | N
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     # Status only: a storage body is not a RunComfy envelope, and its error_code would lie.
     raise status_error(
-        status=resp.status, body=b"", route=t.route, request_id=None, retry_after=retry_after
+        status=resp.status, envelope=None, route=t.route, request_id=None, retry_after=retry_after
     )
 
 

@@ -42,7 +42,7 @@ from ._errors import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._types import decode_error_envelope
+from ._types import ErrorEnvelope, decode_error_envelope
 from ._version import __version__
 
 __all__ = [
@@ -150,12 +150,12 @@ class Response(msgspec.Struct, frozen=True):
 def status_error(
     *,
     status: int,
-    body: bytes,
+    envelope: ErrorEnvelope | None,
     route: str,
     request_id: str | None,
     retry_after: float | None,
 ) -> APIStatusError:
-    envelope = decode_error_envelope(body)
+    """The typed error for an error answer, by its ``error_code`` first, then its status."""
     code = envelope.error_code if envelope else None
     cls = _BY_CODE.get(code) if code is not None else None
     effective = status
@@ -355,27 +355,24 @@ class Transport:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 location = resp.headers.get("Location")
         if 200 <= status < 300:
-            if _ERROR_CODE_MARK in payload:
-                envelope = decode_error_envelope(payload)
-                if envelope is not None and envelope.error_code is not None:
-                    raise status_error(
-                        status=status,
-                        body=payload,
-                        route=route,
-                        request_id=request_id,
-                        retry_after=retry_after,
-                    )
-            return Response(status=status, body=payload)
-        if 300 <= status < 400:
+            # The substring test keeps the common success path free of a second decode.
+            if _ERROR_CODE_MARK not in payload:
+                return Response(status=status, body=payload)
+            envelope = decode_error_envelope(payload)
+            if envelope is None or envelope.error_code is None:
+                return Response(status=status, body=payload)
+        elif 300 <= status < 400:
             raise UnexpectedResponseError(
                 route=route,
                 status=status,
                 request_id=request_id,
                 error_message=f"redirect to {location!r} not followed",
             )
+        else:
+            envelope = decode_error_envelope(payload)
         raise status_error(
             status=status,
-            body=payload,
+            envelope=envelope,
             route=route,
             request_id=request_id,
             retry_after=retry_after,

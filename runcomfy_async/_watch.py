@@ -17,12 +17,12 @@ finish, and decides whether :func:`run_to_result` cancels remotely.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import anyio
 
+from ._api import DEFAULT_CANCEL_TIMEOUT
 from ._errors import JobCancelledError, JobFailedError, RunComfyError, WaitTimeoutError
 from ._events import Cancelled, Completed, Event, Failed
 from ._types import JobState
@@ -40,11 +40,6 @@ __all__ = [
     "wait",
     "watch",
 ]
-
-logger: Final = logging.getLogger("runcomfy_async")
-
-DEFAULT_CANCEL_TIMEOUT: Final = 5.0
-"""Seconds the remote cancel sent by :func:`run_to_result` may take, retries included."""
 
 
 def _outcome(event: Event) -> Result | None:
@@ -209,7 +204,7 @@ async def run_to_result(
         return await _drive(watcher)
     except BaseException as exc:
         if cancel_on_exit and _abandons_queued(watcher, exc):
-            await _cancel_remotely(api, request_id)
+            await api.cancel_abandoned(request_id)
         raise
 
 
@@ -222,19 +217,3 @@ def _abandons_queued(watcher: Watcher, exc: BaseException) -> bool:
     # result, so do not let it run (and bill). Refusals (401/403/404) are left alone:
     # a cancel would be refused the same way.
     return isinstance(exc, RunComfyError) and is_transient(exc)
-
-
-async def _cancel_remotely(api: Api, request_id: str) -> None:
-    with anyio.move_on_after(DEFAULT_CANCEL_TIMEOUT, shield=True) as scope:
-        try:
-            answer = await api.cancel(request_id)
-        except RunComfyError as exc:
-            logger.warning("could not cancel abandoned request %s: %s", request_id, exc)
-        else:
-            logger.info("cancelled abandoned request %s: %s", request_id, answer.outcome)
-    if scope.cancelled_caught:
-        logger.warning(
-            "cancel of abandoned request %s timed out after %g s",
-            request_id,
-            DEFAULT_CANCEL_TIMEOUT,
-        )
