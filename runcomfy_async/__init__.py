@@ -12,9 +12,8 @@ Only asyncio is supported (aiohttp is asyncio-only).
 
 from __future__ import annotations
 
-from ._batch import KeyConflictError, UncertainKeyError
-from ._client import TOKEN_ENV, Client, RequestHandle
-from ._config import Limits, Timeouts
+from ._client import Client
+from ._config import TOKEN_ENV, Limits, PollPolicy, RetryPolicy, Timeouts
 from ._download import DownloadProgress
 from ._errors import (
     APIStatusError,
@@ -29,6 +28,8 @@ from ._errors import (
     JobCancelledError,
     JobError,
     JobFailedError,
+    JournalError,
+    KeyConflictError,
     NetworkError,
     NotFoundError,
     PermissionDeniedError,
@@ -39,24 +40,17 @@ from ._errors import (
     ServerError,
     SubmitUncertainError,
     TransportError,
+    UncertainKeyError,
     UnexpectedResponseError,
     WaitTimeoutError,
 )
 from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
-from ._journal import JournalError
+from ._handle import RequestHandle
 from ._map import MapOutcome
-from ._polling import PollPolicy
-from ._retry import RetryEvent, RetryPolicy
-from ._types import (
-    CancelOutcome,
-    CancelResult,
-    JobState,
-    ModelInfo,
-    Output,
-    Result,
-    Status,
-)
+from ._output import Output
+from ._retry import RetryEvent
 from ._version import __version__
+from ._wire import CancelOutcome, CancelResult, JobState, ModelInfo, Result, Status
 
 __all__ = [
     "APIStatusError",

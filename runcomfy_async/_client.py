@@ -1,38 +1,53 @@
 """The session users hold: lifecycle and wiring only.
 
-Policy lives elsewhere — retries in ``_retry``, routes in ``_api``, polling in
-``_polling``, transitions in ``_watch``, downloads in ``_download``, the journal in
-``_journal`` — and :class:`Client` connects them, so each stays small and testable.
+Policy lives elsewhere — routes in ``_routes``, the submit in ``_submit``, polling in
+``_poll_plan`` and ``_poll_budget``, transitions in ``_watch``, submit-and-wait in
+``_run``, keyed runs in ``_keyed``, bulk runs in ``_map``, downloads in ``_download``,
+the catalog in ``_catalog`` — and :class:`Client` connects them, so each stays small
+and testable. Each method checks the session is open and hands over to one of them.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Generator,
     Iterable,
     Mapping,
 )
-from typing import TYPE_CHECKING, Any, Final, overload
+from typing import TYPE_CHECKING, overload
 
-from ._api import Api, check_model_id, check_request_id
-from ._batch import KeyedRuns, OnUncertain, check_key, check_on_uncertain
-from ._config import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, Limits, Timeouts
+from ._catalog import Catalog
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LIMITS,
+    DEFAULT_POLLING,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    TOKEN_ENV,
+    Limits,
+    PollPolicy,
+    RetryPolicy,
+    Timeouts,
+    resolve_token,
+)
 from ._download import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES
 from ._download import download as download_files
-from ._inputs import prepare_mapping
+from ._handle import RequestHandle
 from ._journal import Journal
-from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, check_item, map_outcomes
-from ._polling import DEFAULT_POLLING, PollPolicy, PollScheduler
-from ._retry import DEFAULT_RETRY, Backpressure, RetryHook, RetryPolicy
-from ._schema_check import check_inputs
+from ._keyed import KeyedRuns, OnUncertain, check_key
+from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, map_runs
+from ._poll_budget import PollScheduler
+from ._prepare import prepare
+from ._retry import Backpressure, RetryHook
+from ._routes import Routes
+from ._run import ExitCancel, Runner, check_timeout
+from ._submit import Submitter
 from ._transport import Transport
-from ._watch import run_to_result, wait, watch
-from .models._base import prepare_inputs
+from ._watch import wait, watch
+from ._wire import check_model_id, check_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,78 +57,11 @@ if TYPE_CHECKING:
 
     from ._download import DownloadProgress
     from ._events import Event
-    from ._types import CancelResult, ModelInfo, Output, Result, Status
+    from ._output import Output
+    from ._wire import CancelResult, ModelInfo, Result, Status
     from .models import ModelInput
 
 __all__ = ["TOKEN_ENV", "Client", "RequestHandle"]
-
-TOKEN_ENV: Final = "RUNCOMFY_API_TOKEN"
-#: The least time left for the wait of a ``run()`` whose submit used up its deadline.
-_MIN_WAIT: Final = 0.001
-
-
-def _resolve_token(token: str | None) -> str:
-    value = token if token is not None else os.environ.get(TOKEN_ENV)
-    if not value or not value.strip():
-        raise ValueError(
-            f"no RunComfy API token: pass Client(token=...) or set the {TOKEN_ENV} "
-            "environment variable"
-        )
-    if value != value.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        # A newline in a header value is header injection; refuse it outright.
-        raise ValueError("the API token contains whitespace or control characters")
-    return value
-
-
-class RequestHandle:
-    """One submitted job: its id, its model, and the calls about it.
-
-    A handle holds no state but the id, so it can be rebuilt at any time with
-    :meth:`Client.handle` (say, in a web server that stored the id). ``await handle``
-    is ``await handle.wait()``.
-    """
-
-    __slots__ = ("_client", "model_id", "request_id")
-
-    def __init__(self, client: Client, request_id: str, model_id: str | None = None) -> None:
-        self._client = client
-        self.request_id = request_id
-        self.model_id = model_id
-
-    def __repr__(self) -> str:
-        return f"RequestHandle(request_id={self.request_id!r}, model_id={self.model_id!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RequestHandle):
-            return NotImplemented
-        return (self.request_id, self.model_id) == (other.request_id, other.model_id)
-
-    def __hash__(self) -> int:
-        return hash((self.request_id, self.model_id))
-
-    async def status(self) -> Status:
-        """Fetch the job's status once. See :meth:`Client.status`."""
-        return await self._client.status(self.request_id)
-
-    async def result(self, *, include_cost: bool | None = None) -> Result:
-        """Fetch the job's result once, without waiting. See :meth:`Client.result`."""
-        return await self._client.result(self.request_id, include_cost=include_cost)
-
-    async def cancel(self) -> CancelResult:
-        """Ask the server to cancel the job. See :meth:`Client.cancel`."""
-        return await self._client.cancel(self.request_id)
-
-    def watch(self, *, timeout: float | None = None) -> AsyncIterator[Event]:
-        """Yield the job's transitions. See :meth:`Client.watch`."""
-        return self._client.watch(self.request_id, timeout=timeout, model_id=self.model_id)
-
-    async def wait(self, *, timeout: float | None = None) -> Result:
-        """Wait for the job's result. See :meth:`Client.wait`."""
-        return await self._client.wait(self.request_id, timeout=timeout, model_id=self.model_id)
-
-    def __await__(self) -> Generator[Any, None, Result]:
-        return self.wait().__await__()
-
 
 class Client:
     """An async session with RunComfy's Model API.
@@ -155,33 +103,32 @@ class Client:
         on_retry: RetryHook | None = None,
     ) -> None:
         self._transport = Transport(
-            token=_resolve_token(token),
+            token=resolve_token(token),
             base_url=base_url,
             timeouts=timeouts,
             limits=limits,
             trust_env=trust_env,
         )
-        self._backpressure = Backpressure()
-        self._api = Api(
+        self._routes = Routes(
             self._transport,
             retry=retry,
-            backpressure=self._backpressure,
-            max_submits_in_flight=limits.max_submits_in_flight,
+            backpressure=Backpressure(),
             include_cost=include_cost,
             on_retry=on_retry,
         )
-        self._scheduler = PollScheduler(polling, backpressure=self._backpressure)
-        self._journal_path = journal
-        self._catalog: dict[str, ModelInfo] = {}
+        self._scheduler = PollScheduler(polling, backpressure=self._routes.backpressure)
+        self._runner = Runner(
+            Submitter(self._routes, max_in_flight=limits.max_submits_in_flight),
+            self._routes,
+            self._scheduler,
+        )
+        self._catalog = Catalog(self._routes)
         # The journal file is opened by its first keyed run, not here (no I/O in __init__).
         self._keyed = (
             None
             if journal is None
             else KeyedRuns(
-                Journal(journal),
-                self._api,
-                self._scheduler,
-                max_submits=limits.max_submits_in_flight,
+                Journal(journal), self._runner, max_submits=limits.max_submits_in_flight
             )
         )
         self._closed = False
@@ -252,20 +199,9 @@ class Client:
             APIStatusError: Another refusal (4xx).
         """
         self._check_open()
-        model_id, body = await self._prepare(model, inputs)
-        response = await self._api.submit(model_id, body)
+        model_id, body = await prepare(model, inputs)
+        response = await self._runner.submitter.submit(model_id, body)
         return RequestHandle(self, response.request_id, model_id)
-
-    async def _prepare(
-        self, model: str | ModelInput, inputs: Mapping[str, object] | None
-    ) -> tuple[str, dict[str, object]]:
-        if isinstance(model, str):
-            if inputs is None:
-                raise TypeError("submit(model_id, inputs): inputs are required with a model id")
-            return check_model_id(model), await prepare_mapping(inputs)
-        if inputs is not None:
-            raise TypeError("submit(typed_input) takes no separate inputs")
-        return check_model_id(model.model_id), await prepare_inputs(model)
 
     def handle(self, request_id: str, *, model_id: str | None = None) -> RequestHandle:
         """Rebuild a handle from a stored request id, with no I/O.
@@ -286,7 +222,7 @@ class Client:
             APIStatusError: Another error answer, after retries where they apply.
         """
         self._check_open()
-        return await self._api.status(check_request_id(request_id))
+        return await self._routes.status(check_request_id(request_id))
 
     async def result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
         """Fetch a job's result once, without waiting (it may still be running).
@@ -303,7 +239,9 @@ class Client:
             APIStatusError: Another error answer, after retries where they apply.
         """
         self._check_open()
-        return await self._api.result(check_request_id(request_id), include_cost=include_cost)
+        return await self._routes.result(
+            check_request_id(request_id), include_cost=include_cost
+        )
 
     async def cancel(self, request_id: str) -> CancelResult:
         """Ask the server to cancel a job; only queued jobs can be cancelled.
@@ -317,7 +255,7 @@ class Client:
             APIStatusError: Another error answer.
         """
         self._check_open()
-        return await self._api.cancel(check_request_id(request_id))
+        return await self._routes.cancel(check_request_id(request_id))
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """Fetch a model's catalog entry: display name, price, input schema.
@@ -329,7 +267,7 @@ class Client:
             APIStatusError: Another error answer.
         """
         self._check_open()
-        return await self._api.model_info(check_model_id(model_id))
+        return await self._routes.model_info(check_model_id(model_id))
 
     async def check_inputs(self, model_id: str, inputs: Mapping[str, object]) -> None:
         """Check a plain mapping against the model's catalog schema, before paying.
@@ -345,10 +283,8 @@ class Client:
             TransportError: No answer, after retries.
             APIStatusError: Another error answer.
         """
-        info = self._catalog.get(model_id)
-        if info is None:
-            info = self._catalog[model_id] = await self.model_info(model_id)
-        await check_inputs(inputs, info)
+        self._check_open()
+        await self._catalog.check_inputs(model_id, inputs)
 
     async def download(
         self,
@@ -407,7 +343,7 @@ class Client:
             max_bytes=max_bytes,
             overwrite=overwrite,
             progress=progress,
-            retry=self._api.retry,
+            retry=self._routes.retry,
         )
 
     # --- waiting -----------------------------------------------------------------------
@@ -433,9 +369,9 @@ class Client:
             APIStatusError: Polling kept failing.
         """
         self._check_open()
-        _check_timeout(timeout)
+        check_timeout(timeout)
         return watch(
-            self._api,
+            self._routes,
             self._scheduler,
             check_request_id(request_id),
             model_id=model_id,
@@ -457,9 +393,9 @@ class Client:
             APIStatusError: Polling kept failing.
         """
         self._check_open()
-        _check_timeout(timeout)
+        check_timeout(timeout)
         return await wait(
-            self._api,
+            self._routes,
             self._scheduler,
             check_request_id(request_id),
             model_id=model_id,
@@ -537,33 +473,28 @@ class Client:
             ValueError: A key without ``Client(journal=...)``, or an empty key.
         """
         self._check_open()
-        _check_timeout(timeout)
-        if key is not None:
-            if self._keyed is None:
-                raise ValueError("run(key=...) needs Client(journal=...)")
-            model_id, body = await self._prepare(model, inputs)
-            return await self._keyed.run(
-                model_id,
-                body,
-                key=check_key(key),
-                timeout=timeout,
-                cancel_on_exit=cancel_on_exit,
-                on_uncertain=on_uncertain,
+        check_timeout(timeout)
+        model_id, body = await prepare(model, inputs)
+        if key is None:
+            return await self._runner.run(
+                model_id, body, timeout=timeout, cancel_on_exit=cancel_on_exit
             )
-        started = time.monotonic()
-        handle = await self.submit(model, inputs)  # type: ignore[arg-type]
-        if timeout is not None:
-            # The deadline counts from the call; a submit is never cut mid-POST (see
-            # Api.submit), so the wait gets what is left, and at least one poll.
-            timeout = max(timeout - (time.monotonic() - started), _MIN_WAIT)
-        return await run_to_result(
-            self._api,
-            self._scheduler,
-            handle.request_id,
-            model_id=handle.model_id,
+        if self._keyed is None:
+            raise ValueError("run(key=...) needs Client(journal=...)")
+        return await self._keyed.run(
+            model_id,
+            body,
+            key=check_key(key),
             timeout=timeout,
             cancel_on_exit=cancel_on_exit,
+            on_uncertain=on_uncertain,
         )
+
+    async def _cancel_on_exit(
+        self, request_id: str, *, queued: bool, exc: BaseException
+    ) -> ExitCancel:
+        """The session's cancel-on-exit, for the CLI, which drives ``watch()`` itself."""
+        return await self._runner.cancel_on_exit(request_id, queued=queued, exc=exc)
 
     @overload
     def map(
@@ -637,45 +568,14 @@ class Client:
                 ``map(typed_inputs)``. From the iterator: a mapping with no model id.
         """
         self._check_open()
-        _check_timeout(timeout)
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
-        if keys is not None and self._keyed is None:
-            raise ValueError("map(keys=...) needs Client(journal=...)")
-        check_on_uncertain(on_uncertain)
-        model_id = check_model_id(model) if isinstance(model, str) else None
-        items = inputs if isinstance(model, str) else model
-        if items is None or (model_id is None and inputs is not None):
-            raise TypeError("call map(model_id, inputs) or map(typed_inputs)")
-
-        async def run_one(item: MapItem, key: str | None) -> Result:
-            if isinstance(item, Mapping):
-                assert model_id is not None  # check_item() saw to it
-                return await self.run(
-                    model_id,
-                    item,
-                    timeout=timeout,
-                    key=key,
-                    cancel_on_exit=cancel_on_exit,
-                    on_uncertain=on_uncertain,
-                )
-            return await self.run(
-                item,
-                timeout=timeout,
-                key=key,
-                cancel_on_exit=cancel_on_exit,
-                on_uncertain=on_uncertain,
-            )
-
-        return map_outcomes(
-            run_one,
-            items,
-            keys=keys,
+        return map_runs(
+            self.run,
+            model,
+            inputs,
             concurrency=concurrency,
-            check=lambda item: check_item(model_id, item),
+            keys=keys,
+            timeout=timeout,
+            cancel_on_exit=cancel_on_exit,
+            on_uncertain=on_uncertain,
+            journaled=self._keyed is not None,
         )
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")

@@ -1,11 +1,14 @@
-"""Small, frozen configuration values for the session: timeouts and resource limits.
+"""The value objects that configure a session: timeouts, limits, retries, polling.
 
-Kept apart from the policies (retry, polling) because they configure the transport only.
-Validation happens at construction, so a bad value fails where it was written.
+Small, frozen, keyword-only (httpx's ``Timeout``/``Limits`` pattern), validated at
+construction so a bad value fails where it was written; and where the token and the
+base URL come from when they are not passed.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Final
 
 import msgspec
@@ -13,12 +16,20 @@ import msgspec
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
+    "DEFAULT_POLLING",
+    "DEFAULT_REQUESTS_PER_SECOND",
+    "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
+    "TOKEN_ENV",
     "Limits",
+    "PollPolicy",
+    "RetryPolicy",
     "Timeouts",
+    "resolve_token",
 ]
 
 DEFAULT_BASE_URL: Final = "https://model-api.runcomfy.net"
+TOKEN_ENV: Final = "RUNCOMFY_API_TOKEN"
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -75,3 +86,136 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 DEFAULT_TIMEOUTS: Final = Timeouts()
 DEFAULT_LIMITS: Final = Limits()
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How reads (and provably-unsent submits) are retried.
+
+    The wait before retry ``n`` (1-based) is drawn uniformly from
+    ``[0, min(max_delay, initial * multiplier ** (n - 1))]`` ("full jitter"), unless the
+    server sent ``Retry-After``, which is honoured up to ``max_retry_after``.
+
+    Attributes:
+        attempts: Attempts in all, the first included (1 disables retrying).
+        initial: The first backoff ceiling, in seconds (0 retries at once: for tests).
+        multiplier: How fast the ceiling grows.
+        max_delay: The largest ceiling.
+        max_retry_after: The longest ``Retry-After`` honoured; longer asks are capped.
+        budget: Wall-clock seconds one call may spend on all its attempts and waits.
+        jitter: Draw the wait at random below the ceiling (recommended: it keeps
+            thousands of clients from retrying in lock-step).
+    """
+
+    attempts: int = 5
+    initial: float = 0.5
+    multiplier: float = 2.0
+    max_delay: float = 20.0
+    max_retry_after: float = 60.0
+    budget: float = 120.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"attempts must be an integer >= 1, got {self.attempts!r}")
+        for name in ("initial", "max_delay", "max_retry_after", "budget"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if not 1 <= self.multiplier < math.inf:
+            raise ValueError(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
+
+
+DEFAULT_RETRY: Final = RetryPolicy()
+
+
+DEFAULT_REQUESTS_PER_SECOND: Final = 20.0
+"""Status requests per second one client sends at most, all jobs together.
+
+RunComfy publishes no rate limit; its own clients poll each job every 2–5 s. 20/s is what
+ten such clients would send. It polls 30 jobs inside their finish windows every 1.5 s,
+and since a learned 60 s job costs about 10 polls, it sustains ~120 such jobs at once;
+larger batches are polled more sparsely (the most overdue first), never faster.
+"""
+
+class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How status polls are paced, per job and for the whole session.
+
+    The plain schedule waits ``first_interval`` after a state change, then grows by
+    ``growth`` up to ``max_interval``; each wait is shortened by a random fraction of at
+    most ``jitter`` so thousands of jobs do not poll in lock-step. A new queue position is
+    not a transition (a long queue would otherwise be polled at the first interval for
+    ever); the learned drain rate spaces those polls instead. With ``learn`` on, a
+    model's observed run times replace it while a job runs: one poll every
+    ``max_learned_interval`` at most while the job cannot be done yet, one every
+    ``finish_interval`` through the window where it is expected to finish.
+
+    Attributes:
+        first_interval: Seconds before the second poll after a transition (the first poll
+            of a watch is sent at once).
+        growth: Factor the interval grows by at each poll without a transition.
+        max_interval: The longest plain interval.
+        jitter: The largest fraction (0–1) each wait is shortened by at random.
+        requests_per_second: The session-wide status budget, all jobs together.
+        burst: Status requests that may go out at once after a quiet spell.
+        max_consecutive_failures: Transient poll failures (connection errors, 408, 429,
+            5xx, unreadable answers) tolerated in a row before the last one is raised.
+        max_retry_after: The longest ``Retry-After`` honoured on a 429; longer asks are
+            capped.
+        learn: Learn each model's run time and queue drain rate within the session and
+            poll around the expected finish.
+        finish_interval: Seconds between polls while a job is inside its expected finish
+            window; it bounds the detection latency of a job that finishes there.
+        max_learned_interval: The longest wait of the learned schedule before that
+            window (a job that fails early is noticed within this).
+    """
+
+    first_interval: float = 0.5
+    growth: float = 1.5
+    max_interval: float = 5.0
+    jitter: float = 0.1
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    burst: int = 20
+    max_consecutive_failures: int = 20
+    max_retry_after: float = 60.0
+    learn: bool = True
+    finish_interval: float = 1.5
+    max_learned_interval: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "first_interval",
+            "max_interval",
+            "max_retry_after",
+            "finish_interval",
+            "max_learned_interval",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < math.inf):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not 1 <= self.growth < math.inf:
+            raise ValueError(f"growth must be a finite number >= 1, got {self.growth!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter must be within [0, 1], got {self.jitter!r}")
+        if not 0 < self.requests_per_second < math.inf:
+            raise ValueError(
+                f"requests_per_second must be positive and finite, got {self.requests_per_second!r}"
+            )
+        for name in ("burst", "max_consecutive_failures"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+DEFAULT_POLLING: Final = PollPolicy()
+
+
+def resolve_token(token: str | None) -> str:
+    value = token if token is not None else os.environ.get(TOKEN_ENV)
+    if not value or not value.strip():
+        raise ValueError(
+            f"no RunComfy API token: pass Client(token=...) or set the {TOKEN_ENV} "
+            "environment variable"
+        )
+    if value != value.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        # A newline in a header value is header injection; refuse it outright.
+        raise ValueError("the API token contains whitespace or control characters")
+    return value

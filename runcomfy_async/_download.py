@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import anyio
 import msgspec
 
+from ._config import DEFAULT_RETRY, RetryPolicy
 from ._errors import (
     DownloadTooLargeError,
     NetworkError,
@@ -39,20 +40,11 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from ._filenames import (
-    check_download_url,
-    extension_for,
-    inside,
-    plan_names,
-    public_url,
-    split_suffix,
-)
-from ._retry import DEFAULT_RETRY, RetryPolicy, backoff_delay, is_retryable_read, retry_after_of
-
-# The transport's own status mapping and Retry-After parsing, so storage errors are the
-# same classes as API errors (private names: they are one package's internals).
-from ._transport import is_loopback, parse_retry_after, status_error
-from ._types import JobState, Output, Result
+from ._filenames import extension_for, inside, plan_names, split_suffix
+from ._output import Output
+from ._retry import backoff_delay, is_retryable_read, retry_after_of
+from ._urls import check_download_url, is_loopback, public_url
+from ._wire import JobState, Result
 
 if TYPE_CHECKING:
     from typing import IO
@@ -176,11 +168,7 @@ async def _body_total(resp: StreamResponse, t: _Transfer) -> tuple[bool, int | N
             )
         await t.restart()
         return False, None
-    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    # Status only: a storage body is not a RunComfy envelope, and its error_code would lie.
-    raise status_error(
-        status=resp.status, envelope=None, route=t.route, request_id=None, retry_after=retry_after
-    )
+    raise resp.error()
 
 
 def _check_size(t: _Transfer, opts: _Options, size: int | None, *, announced: bool) -> None:
@@ -190,7 +178,7 @@ def _check_size(t: _Transfer, opts: _Options, size: int | None, *, announced: bo
         )
 
 
-async def _pump(resp: StreamResponse, t: _Transfer, opts: _Options, total: int | None) -> None:
+async def _copy_body(resp: StreamResponse, t: _Transfer, opts: _Options, total: int | None) -> None:
     """Copy the body to the file, buffering writes; keep what arrived if the link breaks."""
     buffer = bytearray()
     try:
@@ -231,7 +219,7 @@ async def _attempt(transport: Transport, t: _Transfer, opts: _Options) -> str | 
             _check_size(t, opts, total, announced=True)
             if opts.progress is not None:
                 opts.progress(t.url, t.done, total)
-            await _pump(resp, t, opts, total)
+            await _copy_body(resp, t, opts, total)
             return resp.headers.get("Content-Type")
     return await _attempt(transport, t, opts)  # resume refused: once more, from byte 0
 

@@ -24,10 +24,10 @@ The tree, by what the caller can do about it::
     │   ├── JobCancelledError
     │   └── WaitTimeoutError           the overall deadline passed (also TimeoutError)
     ├── SubmitUncertainError           a submit may or may not have created a billed job
-    │   └── UncertainKeyError          ... for a journaled key, which is not resubmitted (_batch)
+    │   └── UncertainKeyError          ... for a journaled key, which is not resubmitted
     ├── InputValidationError           inputs refused locally, before any request (also ValueError)
     ├── KeyConflictError               a journal key reused for other inputs (ValueError too)
-    ├── JournalError                   the journal could not be read or written (_journal)
+    ├── JournalError                   the journal could not be read or written
     └── DownloadTooLargeError          an output file is over the download size cap
 
 Every message is a sentence naming the route, the request id and the status; the
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._types import Result
+    from ._wire import Result
 
 __all__ = [
     "APIStatusError",
@@ -57,6 +57,8 @@ __all__ = [
     "JobCancelledError",
     "JobError",
     "JobFailedError",
+    "JournalError",
+    "KeyConflictError",
     "NetworkError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -67,6 +69,7 @@ __all__ = [
     "ServerError",
     "SubmitUncertainError",
     "TransportError",
+    "UncertainKeyError",
     "UnexpectedResponseError",
     "WaitTimeoutError",
 ]
@@ -345,3 +348,67 @@ class DownloadTooLargeError(RunComfyError):
         self.url = url
         self.max_bytes = max_bytes
         self.size = size
+
+
+class KeyConflictError(RunComfyError, ValueError):
+    """A key already in the journal was run with a different model or different inputs.
+
+    Attributes:
+        key: The key.
+        model_id: The model this call asked for.
+        journaled_model_id: The model stored for the key.
+    """
+
+    def __init__(self, *, key: str, model_id: str, journaled_model_id: str) -> None:
+        what = "model" if model_id != journaled_model_id else "inputs"
+        super().__init__(
+            f"key {key!r} is already journaled with a different {what}; use a new key for new work"
+        )
+        self.key = key
+        self.model_id = model_id
+        self.journaled_model_id = journaled_model_id
+
+
+class UncertainKeyError(SubmitUncertainError):
+    """A key's submit may or may not have created a job, so it is not repeated.
+
+    Raised by a keyed ``run`` when its own POST failed ambiguously, and by a rerun when
+    the journal holds the key as ``intent`` (the process stopped between recording the
+    intent and recording the request id) or ``uncertain``. Check the account's
+    dashboard, then rerun with ``on_uncertain="resubmit"``, or use a new key.
+
+    Attributes:
+        key: The key.
+        state: ``"intent"`` or ``"uncertain"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        state: str,
+        model_id: str,
+        inputs: Mapping[str, object],
+        reason: str,
+    ) -> None:
+        super().__init__(model_id=model_id, inputs=inputs, reason=f"key {key!r}: {reason}")
+        self.key = key
+        self.state = state
+
+
+class JournalError(RunComfyError):
+    """The journal could not be read or written.
+
+    Attributes:
+        path: The journal file.
+        key: The key concerned, when there is one.
+        request_id: A job id that could not be recorded, so that it is not lost.
+    """
+
+    def __init__(
+        self, message: str, *, path: str, key: str | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(f"journal {path}: {message}")
+        self.path = path
+        self.key = key
+        self.request_id = request_id

@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from ._types import Result
+from ._wire import Result
 
 __all__ = [
     "Cancelled",

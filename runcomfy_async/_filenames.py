@@ -1,4 +1,4 @@
-"""Safe local names for downloaded files, and which download URLs are acceptable.
+"""Safe local names for downloaded files.
 
 A name comes from the URL's last path segment, which the server chose: it is treated as
 hostile. After percent-decoding, directory parts (``..%2F..%2Fevil``), control and other
@@ -16,7 +16,7 @@ from pathlib import Path, PurePath
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from ._transport import is_loopback
+from ._urls import check_download_url, public_url
 
 __all__ = [
     "check_download_url",
@@ -135,22 +135,3 @@ def inside(directory: Path, name: str) -> Path:
     if name in ("", ".", "..") or PurePath(name).name != name or path.parent != directory:
         raise ValueError(f"unsafe file name {name!r}")
     return path
-
-
-def public_url(url: str) -> str:
-    """The URL without query or fragment: signed storage URLs carry secrets there."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def check_download_url(url: str) -> None:
-    """Accept https to any host and plain http to loopback only (the API's own rule).
-
-    Raises:
-        ValueError: Another scheme, no host, or plain http to a non-loopback host.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL: {public_url(url)!r}")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ValueError(f"refusing plain http to a non-loopback host: {public_url(url)!r}")

@@ -23,8 +23,8 @@ millisecond, and *group commit* spreads it over every write waiting at that mome
 its own commit has finished: batching never delays a write past the point where its
 caller goes on (to POST, or to poll).
 
-All SQLite work runs in a worker thread (``anyio.to_thread``), one batch at a time, so the
-single connection is only ever used by one thread at a time.
+The connection and the batching belong to :class:`~._journal_writer.JournalWriter`; this
+module holds what is stored: the states, the rows, and every SQL statement.
 """
 
 from __future__ import annotations
@@ -34,24 +34,16 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
 
-import anyio
-import anyio.to_thread
 import msgspec
 
-from . import _journal_sql as sql
-from ._errors import RunComfyError
-from ._types import Result
+from ._errors import JournalError
+from ._journal_writer import JournalWriter
+from ._wire import Result
 
-__all__ = [
-    "EntryState",
-    "Journal",
-    "JournalEntry",
-    "JournalError",
-    "encode_inputs",
-]
+__all__ = ["EntryState", "Journal", "JournalEntry", "encode_inputs"]
 
 logger: Final = logging.getLogger("runcomfy_async")
 T = TypeVar("T")
@@ -114,38 +106,9 @@ class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
         return None if self.result_json is None else _result_decoder.decode(self.result_json)
 
 
-class JournalError(RunComfyError):
-    """The journal could not be read or written.
-
-    Attributes:
-        path: The journal file.
-        key: The key concerned, when there is one.
-        request_id: A job id that could not be recorded, so that it is not lost.
-    """
-
-    def __init__(
-        self, message: str, *, path: str, key: str | None = None, request_id: str | None = None
-    ) -> None:
-        super().__init__(f"journal {path}: {message}")
-        self.path = path
-        self.key = key
-        self.request_id = request_id
-
-
 def encode_inputs(inputs: Mapping[str, object]) -> bytes:
     """Encode inputs as canonical JSON (sorted keys), the form stored and compared."""
     return _encoder.encode(inputs)
-
-
-class _Op:
-    __slots__ = ("done", "error", "fn", "value", "wake")
-
-    def __init__(self, fn: Callable[[sqlite3.Connection], object]) -> None:
-        self.fn = fn
-        self.value: object = None
-        self.error: BaseException | None = None
-        self.done = False
-        self.wake = anyio.Event()
 
 
 class Journal:
@@ -162,10 +125,7 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
-        self._flushing = False
-        self._pending: list[_Op] = []
+        self._writer = JournalWriter(self.path, _connect)
 
     def __repr__(self) -> str:
         return f"<Journal {self.path!r}>"
@@ -174,11 +134,11 @@ class Journal:
 
     async def lookup(self, key: str) -> JournalEntry | None:
         """Return the key's entry, or ``None`` if the key was never recorded."""
-        return await self._call(lambda conn: _entry(sql.select(conn, key)))
+        return await self._writer.call(lambda conn: _entry(_select(conn, key)))
 
     async def entries(self, state: EntryState | None = None) -> list[JournalEntry]:
         """Return every entry (or those in ``state``), oldest intent first."""
-        rows = await self._call(lambda conn: sql.select_all(conn, state))
+        rows = await self._writer.call(lambda conn: _select_all(conn, state))
         return [_row_to_entry(row) for row in rows]
 
     async def record_intent(
@@ -198,7 +158,9 @@ class Journal:
                 cover), or the write failed.
         """
         inputs_text = inputs_json.decode()
-        await self._call(lambda conn: sql.insert_intent(conn, key, model_id, inputs_text, replace))
+        await self._writer.call(
+            lambda conn: _insert_intent(conn, key, model_id, inputs_text, replace)
+        )
 
     async def record_submitted(self, key: str, request_id: str) -> None:
         """Record the job's ``request_id``, durably. Call right after the POST answers."""
@@ -246,21 +208,11 @@ class Journal:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
 
-        await self._call(delete)
+        await self._writer.call(delete)
 
     async def aclose(self) -> None:
         """Close the connection after the writes already queued; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        # Queued last, after every write already queued: once it is done, so are they.
-        await self._submit(_Op(lambda conn: None))
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(conn.close)
-
-    # --- batching ------------------------------------------------------------------------
+        await self._writer.aclose()
 
     async def _update(
         self, key: str, assignments: str, params: tuple[object, ...], request_id: str | None = None
@@ -273,94 +225,13 @@ class Journal:
                 )
 
         try:
-            await self._call(update)
+            await self._writer.call(update)
         except JournalError as exc:
             if request_id is not None:
                 # The POST created a job; its id must not vanish with the failed write.
                 logger.error("journal: could not record request %s for key %r", request_id, key)
                 exc.key, exc.request_id = key, request_id
             raise
-
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise RuntimeError("the journal is closed")
-        op = await self._submit(_Op(fn))
-        if op.error is not None:
-            raise op.error
-        return cast("T", op.value)
-
-    async def _submit(self, op: _Op) -> _Op:
-        """Queue ``op`` and return once it is committed (or failed).
-
-        Whoever finds no batch in progress writes one — every op queued by then — and on
-        finishing wakes the callers of that batch at once, and the first caller still
-        queued to write the next. So there is never more than one batch (one thread) at
-        a time, and a burst of callers costs one wake-up each, not a lock hand-off each.
-        """
-        self._pending.append(op)
-        # Shielded: once queued, an op is written and its caller learns the outcome; a
-        # cancelled intent write would otherwise leave a key looking uncertain.
-        with anyio.CancelScope(shield=True):
-            while not op.done:
-                if self._flushing:
-                    await op.wake.wait()
-                    op.wake = anyio.Event()
-                    continue
-                self._flushing = True
-                batch, self._pending = self._pending, []
-                try:
-                    await anyio.to_thread.run_sync(self._apply, batch)
-                finally:
-                    self._flushing = False
-                    for done in batch:
-                        done.wake.set()
-                    if self._pending:
-                        self._pending[0].wake.set()
-        return op
-
-    def _apply(self, batch: list[_Op]) -> None:
-        """Run a batch in one transaction, one savepoint per op (in a worker thread)."""
-        try:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    op.value = op.fn(conn)
-                except (sqlite3.Error, JournalError) as exc:
-                    conn.execute("ROLLBACK TO op")
-                    op.error = _wrap(exc, self.path)
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            for op in batch:
-                op.error = op.error or _wrap(exc, self.path)
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-            self._rollback()
-            for op in batch:
-                op.error = op.error or exc
-        finally:
-            for op in batch:
-                op.done = True
-
-    def _rollback(self) -> None:
-        if self._conn is not None and self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = sql.connect(self.path)
-        return self._conn
-
-
-def _wrap(exc: BaseException, path: str) -> BaseException:
-    if isinstance(exc, sqlite3.Error):
-        wrapped = JournalError(str(exc), path=path)
-        wrapped.__cause__ = exc
-        return wrapped
-    return exc
-
 
 def _entry(row: tuple[Any, ...] | None) -> JournalEntry | None:
     return None if row is None else _row_to_entry(row)
@@ -380,3 +251,100 @@ def _row_to_entry(row: tuple[Any, ...]) -> JournalEntry:
         submitted_at=None if submitted is None else float(submitted),
         finished_at=None if finished is None else float(finished),
     )
+
+
+# --- SQL ------------------------------------------------------------------------------
+
+_SCHEMA_VERSION: Final = 1
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS jobs (
+    key          TEXT PRIMARY KEY,
+    model_id     TEXT NOT NULL,
+    inputs       TEXT NOT NULL,
+    state        TEXT NOT NULL
+                 CHECK (state IN ('intent', 'submitted', 'finished', 'failed', 'uncertain')),
+    request_id   TEXT,
+    result       TEXT,
+    reason       TEXT,
+    created_at   REAL NOT NULL,
+    submitted_at REAL,
+    finished_at  REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+"""
+_COLUMNS: Final = (
+    "key, model_id, inputs, state, request_id, result, reason, created_at, submitted_at, "
+    "finished_at"
+)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """Open the journal file in WAL mode with ``synchronous=FULL``, creating its schema.
+
+    Raises:
+        sqlite3.Error: The file cannot be opened, or a newer version wrote it.
+    """
+    # Autocommit mode (isolation_level=None): transactions are the journal's, explicit.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"written by a newer runcomfy_async (schema {version} > {_SCHEMA_VERSION})"
+            )
+        if version < _SCHEMA_VERSION:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def _select(conn: sqlite3.Connection, key: str) -> tuple[Any, ...] | None:
+    """Return the key's row, or None."""
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {_COLUMNS} FROM jobs WHERE key = ?", (key,)
+    ).fetchone()
+    return row
+
+
+def _select_all(conn: sqlite3.Connection, state: str | None) -> list[tuple[Any, ...]]:
+    """Return every row (or those in ``state``), oldest intent first."""
+    sql = f"SELECT {_COLUMNS} FROM jobs"
+    params: tuple[str, ...] = ()
+    if state is not None:
+        sql += " WHERE state = ?"
+        params = (state,)
+    return list(conn.execute(sql + " ORDER BY created_at", params))
+
+
+def _insert_intent(
+    conn: sqlite3.Connection, key: str, model_id: str, inputs: str, replace: bool
+) -> None:
+    """Insert the key as ``intent``; with ``replace``, also over a retryable row.
+
+    Raises:
+        sqlite3.IntegrityError: The key exists (and, with ``replace``, is not ``intent``,
+            ``uncertain`` or ``failed``).
+    """
+    sql = (
+        "INSERT INTO jobs (key, model_id, inputs, state, created_at) VALUES (?, ?, ?, 'intent', ?)"
+    )
+    if replace:
+        sql += (
+            " ON CONFLICT (key) DO UPDATE SET model_id = excluded.model_id,"
+            " inputs = excluded.inputs, state = 'intent', request_id = NULL, result = NULL,"
+            " reason = NULL, created_at = excluded.created_at, submitted_at = NULL,"
+            " finished_at = NULL WHERE state IN ('intent', 'uncertain', 'failed')"
+        )
+    taken = f"key {key!r} is journaled already" + (" and is not retryable" if replace else "")
+    try:
+        cursor = conn.execute(sql, (key, model_id, inputs, time.time()))
+    except sqlite3.IntegrityError as exc:
+        raise sqlite3.IntegrityError(taken) from exc
+    if cursor.rowcount != 1:
+        raise sqlite3.IntegrityError(taken)

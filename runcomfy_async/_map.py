@@ -28,14 +28,15 @@ import anyio
 import msgspec
 from anyio.abc import ObjectSendStream
 
-from ._batch import check_key
 from ._errors import RunComfyError
-from ._types import Result
+from ._keyed import OnUncertain, check_key, check_on_uncertain
+from ._run import check_timeout
+from ._wire import Result, check_model_id
 
 if TYPE_CHECKING:
     from .models import ModelInput
 
-__all__ = ["DEFAULT_MAP_CONCURRENCY", "MapItem", "MapOutcome", "check_item", "map_outcomes"]
+__all__ = ["DEFAULT_MAP_CONCURRENCY", "MapItem", "MapOutcome", "map_runs"]
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ class MapOutcome(msgspec.Struct, frozen=True, kw_only=True):
         return self.error is None
 
 
-def check_item(model_id: str | None, item: MapItem) -> str | None:
+def _check_item(model_id: str | None, item: MapItem) -> str | None:
     """Return the model id a mapping item runs with, or None for a typed input.
 
     Raises:
@@ -84,6 +85,65 @@ def check_item(model_id: str | None, item: MapItem) -> str | None:
     if model_id is not None and item.model_id != model_id:
         raise ValueError(f"map({model_id!r}, ...) got an input for {item.model_id!r}")
     return None
+
+
+def map_runs(
+    run: Callable[..., Awaitable[Result]],
+    model: str | Iterable[MapItem] | AsyncIterable[MapItem],
+    inputs: Iterable[MapItem] | AsyncIterable[MapItem] | None,
+    *,
+    concurrency: int,
+    keys: Iterable[str] | None,
+    timeout: float | None,
+    cancel_on_exit: bool,
+    on_uncertain: OnUncertain,
+    journaled: bool,
+) -> AsyncGenerator[MapOutcome, None]:
+    """Check ``Client.map``'s arguments at once, then run each item with ``run``.
+
+    Args:
+        run: ``Client.run``, called once per item.
+        model: A model id, or the typed inputs (then ``inputs`` is None).
+        inputs: The inputs for a model id.
+        concurrency: Items in flight at once.
+        keys: One journal key per item, or None.
+        timeout: Each item's deadline.
+        cancel_on_exit: Cancel a still-queued job whose wait is abandoned.
+        on_uncertain: For keys journaled as possibly submitted.
+        journaled: Whether the client has a journal (``keys`` need one).
+
+    Raises:
+        ValueError: A bad option, or ``keys`` without a journal.
+        TypeError: Neither ``map(model_id, inputs)`` nor ``map(typed_inputs)``.
+    """
+    check_timeout(timeout)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if keys is not None and not journaled:
+        raise ValueError("map(keys=...) needs Client(journal=...)")
+    check_on_uncertain(on_uncertain)
+    model_id = check_model_id(model) if isinstance(model, str) else None
+    items = inputs if isinstance(model, str) else model
+    if items is None or (model_id is None and inputs is not None):
+        raise TypeError("call map(model_id, inputs) or map(typed_inputs)")
+    options = {
+        "timeout": timeout,
+        "cancel_on_exit": cancel_on_exit,
+        "on_uncertain": on_uncertain,
+    }
+
+    async def run_one(item: MapItem, key: str | None) -> Result:
+        if isinstance(item, Mapping):
+            return await run(model_id, item, key=key, **options)
+        return await run(item, key=key, **options)
+
+    return map_outcomes(
+        run_one,
+        items,
+        keys=keys,
+        concurrency=concurrency,
+        check=lambda item: _check_item(model_id, item),
+    )
 
 
 async def map_outcomes(
@@ -110,7 +170,7 @@ async def map_outcomes(
             stops the batch, once, before any later item starts.
     """
     send, receive = anyio.create_memory_object_stream[MapOutcome](concurrency)
-    pump = asyncio.create_task(_pump(run_one, items, keys, concurrency, check, send))
+    pump = asyncio.create_task(_feed(run_one, items, keys, concurrency, check, send))
     try:
         async for outcome in receive:
             yield outcome
@@ -137,7 +197,7 @@ class _End:
 _END: Final = _End()
 
 
-async def _pump(
+async def _feed(
     run_one: Callable[[T, str | None], Awaitable[Result]],
     items: Iterable[T] | AsyncIterable[T],
     keys: Iterable[str] | None,

@@ -23,6 +23,7 @@ from typing import Final, Protocol, TypeVar
 import anyio
 import msgspec
 
+from ._config import RetryPolicy
 from ._errors import (
     ConnectError,
     ConnectTimeoutError,
@@ -34,11 +35,9 @@ from ._errors import (
 )
 
 __all__ = [
-    "DEFAULT_RETRY",
     "Backpressure",
     "RetryEvent",
     "RetryHook",
-    "RetryPolicy",
     "backoff_delay",
     "is_retryable_read",
     "is_retryable_submit",
@@ -49,45 +48,6 @@ __all__ = [
 logger: Final = logging.getLogger("runcomfy_async")
 
 T = TypeVar("T")
-
-
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How reads (and provably-unsent submits) are retried.
-
-    The wait before retry ``n`` (1-based) is drawn uniformly from
-    ``[0, min(max_delay, initial * multiplier ** (n - 1))]`` ("full jitter"), unless the
-    server sent ``Retry-After``, which is honoured up to ``max_retry_after``.
-
-    Attributes:
-        attempts: Attempts in all, the first included (1 disables retrying).
-        initial: The first backoff ceiling, in seconds (0 retries at once: for tests).
-        multiplier: How fast the ceiling grows.
-        max_delay: The largest ceiling.
-        max_retry_after: The longest ``Retry-After`` honoured; longer asks are capped.
-        budget: Wall-clock seconds one call may spend on all its attempts and waits.
-        jitter: Draw the wait at random below the ceiling (recommended: it keeps
-            thousands of clients from retrying in lock-step).
-    """
-
-    attempts: int = 5
-    initial: float = 0.5
-    multiplier: float = 2.0
-    max_delay: float = 20.0
-    max_retry_after: float = 60.0
-    budget: float = 120.0
-    jitter: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ValueError(f"attempts must be an integer >= 1, got {self.attempts!r}")
-        for name in ("initial", "max_delay", "max_retry_after", "budget"):
-            if not getattr(self, name) >= 0:  # also refuses NaN
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
-        if not 1 <= self.multiplier < math.inf:
-            raise ValueError(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
-
-
-DEFAULT_RETRY: Final = RetryPolicy()
 
 
 def backoff_delay(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import ipaddress
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -42,16 +41,15 @@ from ._errors import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._types import ErrorEnvelope, decode_error_envelope
+from ._urls import check_base_url
 from ._version import __version__
+from ._wire import ErrorEnvelope, decode_error_envelope
 
 __all__ = [
     "Response",
     "StreamResponse",
     "Transport",
-    "check_base_url",
     "env_proxy",
-    "is_loopback",
     "parse_retry_after",
     "status_error",
 ]
@@ -78,38 +76,6 @@ _BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
 _ERROR_CODE_MARK: Final = b'"error_code"'
 #: No API answer is anywhere near this; a larger one is broken or hostile, not read whole.
 MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` names this machine (plain ``http://`` is allowed only there)."""
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(base_url: str) -> URL:
-    """Parse and vet the API base URL.
-
-    Raises:
-        ValueError: Not an absolute URL, or plain ``http://`` to a host other than loopback
-            (the token would cross the network in clear).
-    """
-    url = URL(base_url.rstrip("/"))
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
-    if url.scheme == "http" and not is_loopback(url.host):
-        raise ValueError(
-            f"base_url {base_url!r} uses plain http to a non-loopback host; "
-            "the API token would travel unencrypted. Use https."
-        )
-    if url.query_string or url.fragment:
-        raise ValueError(f"base_url must not carry a query or fragment, got {base_url!r}")
-    return url
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -197,6 +163,17 @@ class StreamResponse:
         self.status: int = response.status
         self.headers: Mapping[str, str] = response.headers
         self.url: str = str(response.url)
+
+    def error(self) -> APIStatusError:
+        """The typed error for this answer (not a 2xx), by its status alone."""
+        # A storage body is not a RunComfy envelope, and an error_code in it would lie.
+        return status_error(
+            status=self.status,
+            envelope=None,
+            route=self._route,
+            request_id=None,
+            retry_after=parse_retry_after(self.headers.get("Retry-After")),
+        )
 
     async def chunks(self, size: int = 1 << 16) -> AsyncIterator[bytes]:
         """Yield the body in chunks of at most ``size`` bytes.

@@ -1,45 +1,324 @@
-"""The watcher: status polls in, transition events out; and wait/run built on it.
+"""One job's watcher: status polls in, transition events out; and watch()/wait() on it.
 
-One :class:`~._watcher.Watcher` per job does one poll per step and turns the answer into
-the events that are new (a repeated status yields nothing). The public
-functions only drive it, so :func:`watch` never yields inside a cancel scope or task
-group (anyio's rule for async generators): every scope opens and closes within a step.
-Breaking out of ``async for`` therefore leaves nothing behind — no task, no waiter in the
-poll scheduler, no connection — and never cancels the job remotely. Only
-:func:`run_to_result`, which submitted the job on the caller's behalf, cancels a job
-that is still queued when its caller gives up.
+One :class:`Watcher` per job does one poll per step and turns the answer into the events
+that are new (a repeated status yields nothing). It keeps what was seen (state, queue
+position, unknown words), what was already yielded, and the bounds the learned schedule
+needs. :func:`watch` and :func:`wait` only drive it, so :func:`watch` never yields
+inside a cancel scope or task group (anyio's rule for async generators): every scope
+opens and closes within a step. Breaking out of ``async for`` therefore leaves nothing
+behind — no task, no waiter in the poll scheduler, no connection — and never cancels
+the job remotely (only :mod:`._run`, which submitted the job, does that).
 
 The functions take a ``timeout`` rather than leave it to ``anyio.fail_after`` around the
 call, because the deadline belongs to the job, not to the call: reaching it raises
 :class:`~runcomfy_async.WaitTimeoutError` naming the last status, lets a poll already due
-finish, and decides whether :func:`run_to_result` cancels remotely.
+finish, and decides whether a run cancels remotely.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from ._api import DEFAULT_CANCEL_TIMEOUT
-from ._errors import JobCancelledError, JobFailedError, RunComfyError, WaitTimeoutError
-from ._events import Cancelled, Completed, Event, Failed
-from ._types import JobState
-from ._watcher import DEFAULT_LAST_POLL_GRACE, Watcher, is_transient
+from ._errors import (
+    JobCancelledError,
+    JobFailedError,
+    RateLimitError,
+    RunComfyError,
+    UnexpectedResponseError,
+    WaitTimeoutError,
+)
+from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
+from ._poll_plan import plan_next
+from ._retry import is_retryable_read, retry_after_of
+from ._wire import JobState, Result, Status
 
 if TYPE_CHECKING:
-    from ._api import Api
-    from ._polling import PollScheduler
-    from ._types import Result
+    from ._poll_budget import PollScheduler
+    from ._routes import Routes
 
-__all__ = [
-    "DEFAULT_CANCEL_TIMEOUT",
-    "DEFAULT_LAST_POLL_GRACE",
-    "run_to_result",
-    "wait",
-    "watch",
-]
+__all__ = ["DEFAULT_LAST_POLL_GRACE", "Watcher", "drive", "is_transient", "wait", "watch"]
+
+logger: Final = logging.getLogger("runcomfy_async")
+
+DEFAULT_LAST_POLL_GRACE: Final = 2.0
+"""Seconds a poll or result fetch started by the deadline may run past it to answer."""
+
+_RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
+
+
+def is_transient(exc: RunComfyError) -> bool:
+    """Whether a failed status poll is worth another one (after backoff)."""
+    # A poll is a read: connection errors, 408, 429 and 5xx pass; so does an answer we
+    # could not read, which is more likely a proxy hiccup than a changed API.
+    return is_retryable_read(exc) or isinstance(exc, UnexpectedResponseError)
+
+
+class Watcher:
+    """One job's polling state: what was seen, what was yielded, when to ask next."""
+
+    def __init__(
+        self,
+        routes: Routes,
+        scheduler: PollScheduler,
+        request_id: str,
+        *,
+        model_id: str | None,
+        timeout: float | None,
+        submitted_at: float | None,
+    ) -> None:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+        self.routes = routes
+        self.scheduler = scheduler
+        self.request_id = request_id
+        self.model_id = model_id
+        self.timeout = timeout
+        now = scheduler.clock()
+        self.deadline = math.inf if timeout is None else now + timeout
+        self.last: Status | None = None
+        self.state: JobState | None = None
+        self.done = False
+        self._shown: tuple[JobState, int | str | None] | None = None
+        self._unknown_words: set[str] = set()
+        self._polls = 0
+        self._step = 0
+        self._failures = 0
+        self._races = 0
+        self._result_failures = 0
+        self._retry_after: float | None = None
+        self._last_exc: RunComfyError | None = None
+        self._answered_at = now
+        # Bounds of the current phase's start and of the previous answer, for learning.
+        self._left_queue_lo = submitted_at
+        self._started: tuple[float, float] | None = None
+        self._running_since: float | None = None
+        self._position_seen: tuple[int, float] | None = None
+
+    # --- timing ----------------------------------------------------------------------
+
+    def _next_plan(self) -> tuple[float, float]:
+        if self._polls == 0:
+            now = self.scheduler.clock()
+            return now, now
+        sched = self.scheduler
+        plan = plan_next(
+            sched.policy,
+            self._answered_at,
+            state=self.state,
+            step=self._step,
+            failures=self._failures,
+            retry_after=self._retry_after,
+            started=self._started,
+            position=self.last.queue_position if self.last else None,
+            estimate=sched.run_times.estimate(self.model_id),
+            drain=sched.run_times.drain(self.model_id),
+            rand=sched.rand(),
+        )
+        return min(plan.at, self.deadline), plan.key
+
+    def _scope_limit(self) -> float | None:
+        if self.deadline == math.inf:
+            return None
+        return max(self.deadline - self.scheduler.clock(), 0.0) + DEFAULT_LAST_POLL_GRACE
+
+    def timeout_error(self) -> WaitTimeoutError:
+        """The error for a passed deadline, naming the last status seen."""
+        return WaitTimeoutError(
+            self.request_id,
+            timeout=self.timeout if self.timeout is not None else math.inf,
+            last_status=self.last.status if self.last else None,
+        )
+
+    # --- one step ----------------------------------------------------------------------
+
+    async def step(self) -> list[Event]:
+        """Wait for the next poll, send it, and return the events it brought (maybe none).
+
+        Raises:
+            WaitTimeoutError: The deadline passed.
+            RunComfyError: A poll failed for good, or the result could not be fetched.
+        """
+        at, key = self._next_plan()
+        limit = self._scope_limit()
+        if limit is None:
+            # No deadline: skip the cancel scope, which costs more than the poll's own logic.
+            status, sent = await self._poll(at, key)
+        else:
+            status, sent = None, 0.0
+            with anyio.move_on_after(limit) as scope:
+                status, sent = await self._poll(at, key)
+            if scope.cancelled_caught:
+                raise self.timeout_error() from self._last_exc
+        if status is None:
+            self._check_deadline()
+            return []
+        events = self._observe(status, sent)
+        if status.state.is_terminal:
+            terminal = await self._conclude()
+            if terminal is not None:
+                self.done = True
+                return [*events, terminal]
+        self._check_deadline()
+        return events
+
+    async def _poll(self, at: float, key: float) -> tuple[Status | None, float]:
+        """Wait for this job's turn and poll once; a transient failure gives None."""
+        await self.scheduler.turn(at, key=key)
+        sent = self.scheduler.clock()
+        self._polls += 1
+        try:
+            return await self.routes.poll_status(self.request_id), sent
+        except RunComfyError as exc:
+            self._absorb(exc)
+            return None, sent
+
+    def _absorb(self, exc: RunComfyError) -> None:
+        self._answered_at = self.scheduler.clock()
+        if not is_transient(exc):
+            raise exc
+        self._failures += 1
+        self._last_exc = exc
+        if self._failures >= self.scheduler.policy.max_consecutive_failures:
+            raise exc
+        self._retry_after = retry_after_of(exc)
+        plan = plan_next(
+            self.scheduler.policy,
+            self._answered_at,
+            state=self.state,
+            step=self._step,
+            failures=self._failures,
+            retry_after=self._retry_after,
+        )
+        if isinstance(exc, RateLimitError):
+            # The whole session slows down, not just this job (see Backpressure).
+            self.routes.backpressure.pause(plan.at - self._answered_at)
+        logger.info(
+            "status poll of request %s failed (%d in a row), retrying: %s",
+            self.request_id,
+            self._failures,
+            exc,
+        )
+
+    def _check_deadline(self) -> None:
+        if self.scheduler.clock() >= self.deadline:
+            raise self.timeout_error() from self._last_exc
+
+    def _observe(self, status: Status, sent: float) -> list[Event]:
+        now = self.scheduler.clock()
+        self._answered_at = now
+        self._failures = 0
+        self._retry_after = None
+        self._last_exc = None
+        state = status.state
+        if not state.is_terminal:
+            self._races = 0
+        self._learn(state, status.queue_position, sent, now)
+        if state is not self.state:
+            self._step = 0
+        else:
+            self._step += 1
+        self.state = state
+        self.last = status
+        shown: tuple[JobState, int | str | None] = (state, None)
+        if state is JobState.IN_QUEUE:
+            shown = (state, status.queue_position)
+        elif state is JobState.UNKNOWN:
+            shown = (state, status.status)
+        if state.is_terminal or shown == self._shown:
+            return []
+        self._shown = shown
+        rid, seen = self.request_id, datetime.now(UTC)
+        if state is JobState.IN_QUEUE:
+            return [Queued(position=status.queue_position, request_id=rid, observed_at=seen)]
+        if state is JobState.IN_PROGRESS:
+            return [InProgress(request_id=rid, observed_at=seen)]
+        if status.status in self._unknown_words:
+            return []
+        self._unknown_words.add(status.status)
+        logger.warning(
+            "request %s reports status %r, which the API does not document; "
+            "treating it as still running",
+            self.request_id,
+            status.status,
+        )
+        return [UnknownStatus(status=status.status, request_id=rid, observed_at=seen)]
+
+    def _learn(self, state: JobState, position: int | None, sent: float, now: float) -> None:
+        """Keep the bounds the learned schedule needs; record drain steps as they happen."""
+        if state is JobState.IN_QUEUE:
+            self._left_queue_lo = sent
+            self._started = None
+            if position is not None and self.model_id is not None:
+                before = self._position_seen
+                if before is not None and position < before[0]:
+                    self.scheduler.run_times.record_drain(
+                        self.model_id, (now - before[1]) / (before[0] - position)
+                    )
+                if before is None or position != before[0]:
+                    self._position_seen = (position, now)
+        elif state in _RUNNING:
+            if self._started is None and self._left_queue_lo is not None:
+                self._started = (self._left_queue_lo, now)
+            self._running_since = sent
+
+    async def _conclude(self) -> Event | None:
+        """Fetch the result of a job /status calls finished; None if /result disagrees."""
+        result: Result | None = None
+        with anyio.move_on_after(self._scope_limit()) as scope:
+            try:
+                result = await self.routes.result(self.request_id)
+            except RunComfyError as exc:
+                # The job is done on the server: a garbled or failed /result answer must
+                # not turn a paid-for success into an error. Count it and ask again; the
+                # count is its own, since the /status polls between succeed.
+                self._result_failures += 1
+                if self._result_failures >= self.scheduler.policy.max_consecutive_failures:
+                    raise
+                self._absorb(exc)
+        if scope.cancelled_caught:
+            raise self.timeout_error() from self._last_exc
+        if result is None:
+            self._check_deadline()
+            return None
+        rid, seen = self.request_id, datetime.now(UTC)
+        if result.status is JobState.SUCCEEDED:
+            self._record_run(result)
+            return Completed(result=result, request_id=rid, observed_at=seen)
+        if result.status is JobState.FAILED:
+            return Failed(result=result, error=result.error, request_id=rid, observed_at=seen)
+        if result.status is JobState.CANCELLED:
+            return Cancelled(request_id=rid, observed_at=seen)
+        # /status said finished but /result has not caught up (or says something odd):
+        # a race between the two routes. Poll again, but not forever.
+        self._races += 1
+        if self._races >= self.scheduler.policy.max_consecutive_failures:
+            raise UnexpectedResponseError(
+                route="GET /v1/requests/{id}/result",
+                status=200,
+                request_id=self.request_id,
+                error_message=f"/status says finished but /result says {result.raw_status!r}",
+            )
+        logger.info(
+            "request %s: /status says finished, /result says %r; polling on",
+            self.request_id,
+            result.raw_status,
+        )
+        return None
+
+    def _record_run(self, result: Result) -> None:
+        model_id = self.model_id or result.model_id
+        if model_id is None or self._started is None or self._running_since is None:
+            return
+        start_lo, start_hi = self._started
+        self.scheduler.run_times.record_run(
+            model_id, max(0.0, self._running_since - start_hi), self._answered_at - start_lo
+        )
 
 
 def _outcome(event: Event) -> Result | None:
@@ -53,7 +332,7 @@ def _outcome(event: Event) -> Result | None:
     return None
 
 
-async def _drive(watcher: Watcher) -> Result:
+async def drive(watcher: Watcher) -> Result:
     while True:
         for event in await watcher.step():
             result = _outcome(event)
@@ -62,7 +341,7 @@ async def _drive(watcher: Watcher) -> Result:
 
 
 async def watch(
-    api: Api,
+    routes: Routes,
     scheduler: PollScheduler,
     request_id: str,
     *,
@@ -78,7 +357,7 @@ async def watch(
     Leaving the loop early is safe and never cancels the job remotely.
 
     Args:
-        api: The session's routes.
+        routes: The session's routes.
         scheduler: The session's poll scheduler.
         request_id: The job.
         model_id: The job's model, if known: polling learns its run time.
@@ -96,7 +375,7 @@ async def watch(
         APIStatusError: Polls kept failing, or another error answer.
     """
     watcher = Watcher(
-        api,
+        routes,
         scheduler,
         request_id,
         model_id=model_id,
@@ -111,7 +390,7 @@ async def watch(
 
 
 async def wait(
-    api: Api,
+    routes: Routes,
     scheduler: PollScheduler,
     request_id: str,
     *,
@@ -122,7 +401,7 @@ async def wait(
     """Wait for a job to finish and return its result. Never cancels remotely.
 
     Args:
-        api: The session's routes.
+        routes: The session's routes.
         scheduler: The session's poll scheduler.
         request_id: The job.
         model_id: The job's model, if known.
@@ -139,9 +418,9 @@ async def wait(
         TransportError: Polls kept failing.
         APIStatusError: Polls kept failing, or another error answer.
     """
-    return await _drive(
+    return await drive(
         Watcher(
-            api,
+            routes,
             scheduler,
             request_id,
             model_id=model_id,
@@ -149,71 +428,3 @@ async def wait(
             submitted_at=submitted_at,
         )
     )
-
-
-async def run_to_result(
-    api: Api,
-    scheduler: PollScheduler,
-    request_id: str,
-    *,
-    model_id: str | None = None,
-    timeout: float | None = None,
-    cancel_on_exit: bool = True,
-    fresh: bool = True,
-) -> Result:
-    """Wait for a job just submitted; cancel it remotely if abandoned while queued.
-
-    When the awaiting task is cancelled (a cancel scope, ``asyncio.wait_for``, a failing
-    task group, a web client that went away), the deadline passes, or polling fails for
-    good, and the job was last seen queued (or not seen yet), one shielded remote cancel
-    is sent, bounded by :data:`DEFAULT_CANCEL_TIMEOUT`; its own failure is logged, and
-    the original exception propagates. A job seen running is left alone: the API cannot
-    cancel it. (A second, native ``Task.cancel()`` during that cancel still interrupts
-    it: anyio's shield covers cancel scopes only.)
-
-    Args:
-        api: The session's routes.
-        scheduler: The session's poll scheduler.
-        request_id: The job, fresh from submit.
-        model_id: The job's model, if known.
-        timeout: Overall deadline in seconds; None waits as long as it takes.
-        cancel_on_exit: Send the remote cancel described above.
-        fresh: The job was submitted just now, so it cannot have started running before
-            this call (the learned schedule relies on it). Pass False when re-attaching
-            to an older job, say one found in a journal.
-
-    Raises:
-        JobFailedError: The job failed.
-        JobCancelledError: The job was cancelled.
-        WaitTimeoutError: The deadline passed.
-        NotFoundError: Unknown or expired id.
-        AuthenticationError: The token was refused.
-        PermissionDeniedError: Someone else's request.
-        TransportError: Polls kept failing.
-        APIStatusError: Polls kept failing, or another error answer.
-    """
-    watcher = Watcher(
-        api,
-        scheduler,
-        request_id,
-        model_id=model_id,
-        timeout=timeout,
-        submitted_at=scheduler.clock() if fresh else None,
-    )
-    try:
-        return await _drive(watcher)
-    except BaseException as exc:
-        if cancel_on_exit and _abandons_queued(watcher, exc):
-            await api.cancel_abandoned(request_id)
-        raise
-
-
-def _abandons_queued(watcher: Watcher, exc: BaseException) -> bool:
-    if watcher.state not in (None, JobState.IN_QUEUE):
-        return False
-    if isinstance(exc, (anyio.get_cancelled_exc_class(), WaitTimeoutError)):
-        return True
-    # Polling gave up on a flaky connection: the caller will never see this job's
-    # result, so do not let it run (and bill). Refusals (401/403/404) are left alone:
-    # a cancel would be refused the same way.
-    return isinstance(exc, RunComfyError) and is_transient(exc)

@@ -20,7 +20,7 @@ from runcomfy_async import (
     PollPolicy,
     SubmitUncertainError,
 )
-from runcomfy_async._batch import KeyConflictError, UncertainKeyError
+from runcomfy_async._errors import KeyConflictError, UncertainKeyError
 from runcomfy_async._journal import EntryState, Journal, encode_inputs
 from runcomfy_async._map import MapOutcome
 from runcomfy_async.models import Wan25ImageToVideo

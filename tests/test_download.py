@@ -23,7 +23,7 @@ from runcomfy_async import (
     ServerError,
     TransportError,
 )
-from runcomfy_async._download import _Options, _pump, _Transfer
+from runcomfy_async._download import _copy_body, _Options, _Transfer
 from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
 from runcomfy_async.testing._assets import content_for
 
@@ -209,7 +209,7 @@ async def test_size_cap_stops_mid_stream(tmp_path: Path) -> None:
     async with await anyio.open_file(tmp_path / "part", "xb") as file:
         transfer = _Transfer("https://s/files/r/a.mp4?sig=1", file)
         with pytest.raises(DownloadTooLargeError) as caught:
-            await _pump(_EndlessBody(), transfer, opts, None)  # type: ignore[arg-type]
+            await _copy_body(_EndlessBody(), transfer, opts, None)  # type: ignore[arg-type]
     assert caught.value.size is None
     assert caught.value.url == "https://s/files/r/a.mp4"
     assert transfer.done == 300

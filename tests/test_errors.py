@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 import runcomfy_async as rc
-from runcomfy_async._types import decode_result
+from runcomfy_async._wire import decode_result
 
 
 @pytest.mark.parametrize(

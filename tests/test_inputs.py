@@ -12,9 +12,9 @@ from types import MappingProxyType
 import pytest
 from PIL import Image
 
-from runcomfy_async import _inputs
 from runcomfy_async._errors import InputValidationError
-from runcomfy_async._inputs import (
+from runcomfy_async.inputs import _files as _inputs
+from runcomfy_async.inputs._files import (
     MediaRule,
     check_request_size,
     encode_media,

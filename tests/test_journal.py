@@ -9,15 +9,16 @@ from pathlib import Path
 import anyio
 import pytest
 
+from runcomfy_async import _journal as journal_module
+from runcomfy_async._errors import JournalError
 from runcomfy_async._journal import (
     EntryState,
     Journal,
     JournalEntry,
-    JournalError,
-    _Op,
     encode_inputs,
 )
-from runcomfy_async._types import JobState, decode_result
+from runcomfy_async._journal_writer import JournalWriter, _Op
+from runcomfy_async._wire import JobState, decode_result
 
 pytestmark = pytest.mark.anyio
 
@@ -39,11 +40,11 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
     await j.aclose()
 
 
-class CountingJournal(Journal):
-    """A journal that counts its transactions and checks they never overlap."""
+class CountingWriter(JournalWriter):
+    """A journal writer that counts its transactions and checks they never overlap."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: str) -> None:
+        super().__init__(path, journal_module._connect)
         self.batches: list[int] = []
         self.active = 0
         self.overlapped = False
@@ -56,6 +57,22 @@ class CountingJournal(Journal):
             super()._apply(batch)
         finally:
             self.active -= 1
+
+
+class CountingJournal(Journal):
+    """A journal whose writer counts its transactions."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._writer = self.writer = CountingWriter(self.path)
+
+    @property
+    def batches(self) -> list[int]:
+        return self.writer.batches
+
+    @property
+    def overlapped(self) -> bool:
+        return self.writer.overlapped
 
 
 async def test_canonical_inputs_ignore_key_order() -> None:
@@ -191,8 +208,8 @@ async def test_file_is_wal_and_survives_reopening(tmp_path: Path) -> None:
         ]
     finally:
         raw.close()
-    assert first._conn is not None
-    assert first._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert first._writer._conn is not None
+    assert first._writer._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     await first.aclose()
     second = Journal(path)
     entry = await second.lookup("k")

@@ -12,16 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runcomfy_async._polling import (
-    DEFAULT_POLLING,
-    DEFAULT_REQUESTS_PER_SECOND,
-    PollPolicy,
-    PollScheduler,
-    TokenBucket,
-)
+from runcomfy_async._config import DEFAULT_POLLING, DEFAULT_REQUESTS_PER_SECOND, PollPolicy
+from runcomfy_async._poll_budget import PollScheduler, TokenBucket
+from runcomfy_async._poll_plan import Plan, RunEstimate, RunTimes, backoff_interval, plan_next
 from runcomfy_async._retry import Backpressure
-from runcomfy_async._schedule import Plan, RunEstimate, RunTimes, backoff_interval, plan_next
-from runcomfy_async._types import JobState
+from runcomfy_async._wire import JobState
 
 NO_JITTER = PollPolicy(jitter=0.0)
 

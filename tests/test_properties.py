@@ -33,16 +33,11 @@ from runcomfy_async import (
     RunComfyError,
     Status,
 )
-from runcomfy_async._polling import (
-    RunEstimate,
-    RunTimes,
-    TokenBucket,
-    backoff_interval,
-    plan_next,
-)
+from runcomfy_async._poll_budget import TokenBucket
+from runcomfy_async._poll_plan import RunEstimate, RunTimes, backoff_interval, plan_next
 from runcomfy_async._retry import backoff_delay
 from runcomfy_async._transport import parse_retry_after
-from runcomfy_async._types import (
+from runcomfy_async._wire import (
     decode_cancel,
     decode_error_envelope,
     decode_model_info,

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from runcomfy_async._errors import InputValidationError
-from runcomfy_async._schema_check import check_inputs
-from runcomfy_async._types import ModelInfo
+from runcomfy_async._wire import ModelInfo
+from runcomfy_async.inputs._schema import check_inputs
 
 pytestmark = pytest.mark.anyio
 

@@ -37,7 +37,7 @@ from runcomfy_async import (
     Timeouts,
     UnexpectedResponseError,
 )
-from runcomfy_async._api import check_model_id, check_request_id
+from runcomfy_async._wire import check_model_id, check_request_id
 from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
 from runcomfy_async.testing._assets import content_for
 

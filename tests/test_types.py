@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from runcomfy_async import JobState, Output
-from runcomfy_async._types import (
+from runcomfy_async._wire import (
     decode_cancel,
     decode_error_envelope,
     decode_result,

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
     from .._client import Client
-    from .._types import Result
+    from .._wire import Result
     from ._context import Context
 
 __all__ = ["BatchItem", "cmd_batch", "read_items"]

@@ -15,7 +15,7 @@ import anyio
 
 from .._errors import RunComfyError, WaitTimeoutError
 from .._events import Cancelled, Completed, Failed, Queued
-from .._types import JobState
+from .._wire import JobState
 from ._args import UsageError, parse_inputs
 from ._download import download_result
 from ._exit import ExitCode
@@ -32,9 +32,10 @@ from ._render import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .._client import Client, RequestHandle
+    from .._client import Client
     from .._events import Event
-    from .._types import Result
+    from .._handle import RequestHandle
+    from .._wire import Result
     from ._context import Context
 
 __all__ = ["COMMANDS", "Command"]

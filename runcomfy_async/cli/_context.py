@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._client import TOKEN_ENV, Client
-from .._config import DEFAULT_BASE_URL
+from .._client import Client
+from .._config import DEFAULT_BASE_URL, TOKEN_ENV
 from ._args import BASE_URL_ENV, UsageError
 
 __all__ = ["Context"]

@@ -17,8 +17,8 @@ import anyio
 import msgspec
 
 from .._client import Client
+from .._config import PollPolicy
 from .._events import Cancelled, Completed, Failed, InProgress, Queued
-from .._polling import PollPolicy
 from ..models import Wan25ImageToVideo
 from ..testing import JobScript, Simulator
 from ._demo_summary import print_summary
@@ -26,8 +26,8 @@ from ._demo_view import Board, Row, open_view
 from ._exit import ExitCode
 
 if TYPE_CHECKING:
-    from .._client import RequestHandle
-    from .._types import Result
+    from .._handle import RequestHandle
+    from .._wire import Result
     from ._context import Context
 
 __all__ = ["cmd_demo"]

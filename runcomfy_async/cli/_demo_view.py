@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._render import RICH_HINT, has_rich, short_id
 
 if TYPE_CHECKING:
-    from .._types import Result
+    from .._wire import Result
     from ..models import Wan25ImageToVideo
 
 __all__ = ["STYLE", "Board", "Row", "open_view", "out", "span"]

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from .._client import Client
-    from .._types import Result
+    from .._wire import Result
 
 __all__ = ["download_result"]
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .._events import Event
-    from .._types import Result
+    from .._wire import Result
 
 __all__ = [
     "RICH_HINT",

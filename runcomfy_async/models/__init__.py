@@ -16,7 +16,7 @@ local images and MP3s needs the ``media`` extra: ``pip install 'runcomfy-async[m
 
 from __future__ import annotations
 
-from .._inputs import MediaRule, MediaSource
+from ..inputs import MediaRule, MediaSource
 from ._base import ModelInput, prepare_inputs
 from .wan import Wan22ImageToVideo, Wan25ImageToVideo
 

@@ -17,8 +17,7 @@ from typing import ClassVar
 import msgspec
 
 from .._errors import InputValidationError
-from .._inputs import MediaRule, check_request_size, encode_media
-from .._media import describe
+from ..inputs import MediaRule, check_request_size, describe, encode_media
 
 __all__ = [
     "ModelInput",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final, Literal
 
-from .._inputs import MediaRule, MediaSource, check_media_value
+from ..inputs import MediaRule, MediaSource, check_media_value
 from ._base import ModelInput, check_bool, check_choice, check_int_range, check_text
 
 __all__ = ["Wan22ImageToVideo", "Wan25ImageToVideo"]

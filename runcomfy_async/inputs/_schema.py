@@ -24,10 +24,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from ._errors import InputValidationError
-from ._inputs import MediaKind, check_media_value, probe_media
+from .._errors import InputValidationError
+from .._wire import ModelInfo
+from ._files import MediaKind, check_media_value, probe_media
 from ._media import MediaInfo, describe
-from ._types import ModelInfo
 
 __all__ = ["check_inputs"]
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 import msgspec
 
-from ._errors import InputValidationError
+from .._errors import InputValidationError
 from ._media import MediaInfo, MediaKind, describe, detail, refuse, sniff
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Pure polling maths: the plain backoff, the learned run times, the next poll's plan.
 
 No clock, no randomness, no I/O: every function takes ``now`` and a ``rand`` draw, so it is
-tested without sleeping. :class:`~runcomfy_async._polling.PollScheduler` does the waiting.
+tested without sleeping. :class:`~runcomfy_async._poll_budget.PollScheduler` does the waiting.
 
 The learned schedule: a finished job gives its run time as bounds, because it was only
 seen between polls (it started after the last ``in_queue`` answer and before the first
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from ._types import JobState
+from ._wire import JobState
 
 if TYPE_CHECKING:
-    from ._polling import PollPolicy
+    from ._config import PollPolicy
 
 __all__ = ["Plan", "RunEstimate", "RunTimes", "backoff_interval", "plan_next"]
 

@@ -17,6 +17,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from ._output import Output, to_output
+
 __all__ = [
     "CancelOutcome",
     "CancelResult",
@@ -26,6 +28,8 @@ __all__ = [
     "Result",
     "Status",
     "SubmitResponse",
+    "check_model_id",
+    "check_request_id",
     "decode_cancel",
     "decode_error_envelope",
     "decode_model_info",
@@ -74,12 +78,44 @@ _STATUS_WORDS: Final[dict[str, JobState]] = {
 # On /result the outcome is final: "completed" there can only mean success.
 _RESULT_WORDS: Final[dict[str, JobState]] = {**_STATUS_WORDS, "completed": JobState.SUCCEEDED}
 
+# Segments of letters, digits, dot, dash, underscore; slashes between (not URL-encoded).
+_MODEL_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def is_valid_request_id(value: object) -> bool:
     """Tell whether ``value`` looks like a RunComfy request id (safe inside a URL path)."""
     return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
+
+
+def check_request_id(request_id: object) -> str:
+    """Return ``request_id`` if it is safe to put in a URL path.
+
+    Raises:
+        ValueError: Not a string of 1–128 letters, digits, ``-`` or ``_``; this also
+            refuses ``/``, ``..`` and control characters.
+    """
+    if not is_valid_request_id(request_id):
+        raise ValueError(f"not a RunComfy request id: {request_id!r}")
+    assert isinstance(request_id, str)
+    return request_id
+
+
+def check_model_id(model_id: object) -> str:
+    """Return ``model_id`` if it is a well-formed model path like ``wan-ai/wan-2-5/i2v``.
+
+    Raises:
+        ValueError: Empty, too long, or holding characters or segments (``..``) that
+            could change the URL.
+    """
+    if (
+        not isinstance(model_id, str)
+        or len(model_id) > 256
+        or not _MODEL_ID.fullmatch(model_id)
+        or any(part in (".", "..") for part in model_id.split("/"))
+    ):
+        raise ValueError(f"not a RunComfy model id: {model_id!r}")
+    return model_id
 
 
 class SubmitResponse(msgspec.Struct, frozen=True):
@@ -110,82 +146,6 @@ class Status(msgspec.Struct, frozen=True):
     def state(self) -> JobState:
         """The normalised state (``UNKNOWN`` for a word the API does not document)."""
         return _STATUS_WORDS.get(self.status.lower(), JobState.UNKNOWN)
-
-
-_VIDEO_EXT: Final = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
-_IMAGE_EXT: Final = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-class Output(msgspec.Struct, frozen=True):
-    """A job's output files, whatever shape the server sent them in.
-
-    The Wan models answer ``{"image", "video", "images", "videos"}`` (all optional); the
-    API prose also allows a bare URL or a list of URLs, which are sorted into the same
-    fields by file extension (anything unrecognised lands in ``other``).
-    """
-
-    image: str | None = None
-    video: str | None = None
-    images: tuple[str, ...] = ()
-    videos: tuple[str, ...] = ()
-    other: tuple[str, ...] = ()
-
-    @property
-    def urls(self) -> tuple[str, ...]:
-        """Every output URL once, in order: image, video, images, videos, other."""
-        seen: dict[str, None] = {}
-        for url in (self.image, self.video, *self.images, *self.videos, *self.other):
-            if url:
-                seen.setdefault(url, None)
-        return tuple(seen)
-
-
-class _OutputObject(msgspec.Struct, frozen=True):
-    image: str | None = None
-    video: str | None = None
-    images: list[str] | None = None
-    videos: list[str] | None = None
-
-
-def _output_from_urls(urls: list[str]) -> Output:
-    images, videos, other = [], [], []
-    for url in urls:
-        path = url.split("?", 1)[0].lower()
-        if path.endswith(_VIDEO_EXT):
-            videos.append(url)
-        elif path.endswith(_IMAGE_EXT):
-            images.append(url)
-        else:
-            other.append(url)
-    return Output(
-        image=images[0] if images else None,
-        video=videos[0] if videos else None,
-        images=tuple(images),
-        videos=tuple(videos),
-        other=tuple(other),
-    )
-
-
-def _to_output(raw: object) -> Output | None:
-    if raw is None:
-        return None
-    if isinstance(raw, str):
-        return _output_from_urls([raw])
-    if isinstance(raw, list):
-        return _output_from_urls([u for u in raw if isinstance(u, str)])
-    if isinstance(raw, dict):
-        try:
-            obj = msgspec.convert(raw, _OutputObject, strict=False)
-        except msgspec.ValidationError:
-            # An object with odd value types: keep whatever strings it holds.
-            return _output_from_urls([v for v in raw.values() if isinstance(v, str)])
-        return Output(
-            image=obj.image,
-            video=obj.video,
-            images=tuple(obj.images or ()),
-            videos=tuple(obj.videos or ()),
-        )
-    return None
 
 
 # A hostile or broken answer may nest an error hundreds of levels deep; past this depth its
@@ -393,7 +353,7 @@ def decode_result(body: bytes) -> Result:
         request_id=wire.request_id,
         status=state,
         raw_status=wire.status,
-        output=_to_output(wire.output) if state is JobState.SUCCEEDED else None,
+        output=to_output(wire.output) if state is JobState.SUCCEEDED else None,
         error=wire.error,
         created_at=_to_datetime(wire.created_at),
         finished_at=_to_datetime(wire.finished_at),

@@ -1,129 +1,34 @@
-"""The polling policy, and the one status-request budget all of a client's jobs share.
+"""The one status-request budget all of a client's jobs share, and its poll scheduler.
 
-:class:`PollPolicy` says how fast to poll; the pure maths that applies it (plain backoff,
-learned run times, the next poll's plan) lives in :mod:`._schedule`, tested without
-sleeping. :class:`PollScheduler`, one per client, does the waiting: it sleeps each
-watcher until its poll is due, then hands out status requests from a token bucket
-(``requests_per_second`` with a ``burst``), the most overdue job first. It starts no
-background task — the waiter at the head of the line keeps time for the others — so a
-client used without ``async with`` has nothing to stop, and there is no ``aclose()``.
+:class:`~runcomfy_async.PollPolicy` (in :mod:`._config`) says how fast to poll; the pure
+maths that applies it (plain backoff, learned run times, the next poll's plan) lives in
+:mod:`._poll_plan`, tested without sleeping. :class:`PollScheduler`, one per client, does
+the waiting: it sleeps each watcher until its poll is due, then hands out status
+requests from a token bucket (``requests_per_second`` with a ``burst``), the most
+overdue job first. It starts no background task — the waiter at the head of the line
+keeps time for the others — so a client used without ``async with`` has nothing to
+stop, and there is no ``aclose()``.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
-import msgspec
 
+from ._config import DEFAULT_POLLING, PollPolicy
+from ._poll_plan import RunTimes
 from ._retry import Backpressure
-from ._schedule import Plan, RunEstimate, RunTimes, backoff_interval, plan_next
 
-# The pure maths is re-exported: importers need one polling module, not two.
-__all__ = [
-    "DEFAULT_POLLING",
-    "DEFAULT_REQUESTS_PER_SECOND",
-    "Plan",
-    "PollPolicy",
-    "PollScheduler",
-    "RunEstimate",
-    "RunTimes",
-    "TokenBucket",
-    "backoff_interval",
-    "plan_next",
-]
-
-DEFAULT_REQUESTS_PER_SECOND: Final = 20.0
-"""Status requests per second one client sends at most, all jobs together.
-
-RunComfy publishes no rate limit; its own clients poll each job every 2–5 s. 20/s is what
-ten such clients would send. It polls 30 jobs inside their finish windows every 1.5 s,
-and since a learned 60 s job costs about 10 polls, it sustains ~120 such jobs at once;
-larger batches are polled more sparsely (the most overdue first), never faster.
-"""
+__all__ = ["PollScheduler", "TokenBucket"]
 
 _EPSILON: Final = 1e-9  # refill rounding must not leave a token at 0.9999999 for ever
 
-
-class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How status polls are paced, per job and for the whole session.
-
-    The plain schedule waits ``first_interval`` after a state change, then grows by
-    ``growth`` up to ``max_interval``; each wait is shortened by a random fraction of at
-    most ``jitter`` so thousands of jobs do not poll in lock-step. A new queue position is
-    not a transition (a long queue would otherwise be polled at the first interval for
-    ever); the learned drain rate spaces those polls instead. With ``learn`` on, a
-    model's observed run times replace it while a job runs: one poll every
-    ``max_learned_interval`` at most while the job cannot be done yet, one every
-    ``finish_interval`` through the window where it is expected to finish.
-
-    Attributes:
-        first_interval: Seconds before the second poll after a transition (the first poll
-            of a watch is sent at once).
-        growth: Factor the interval grows by at each poll without a transition.
-        max_interval: The longest plain interval.
-        jitter: The largest fraction (0–1) each wait is shortened by at random.
-        requests_per_second: The session-wide status budget, all jobs together.
-        burst: Status requests that may go out at once after a quiet spell.
-        max_consecutive_failures: Transient poll failures (connection errors, 408, 429,
-            5xx, unreadable answers) tolerated in a row before the last one is raised.
-        max_retry_after: The longest ``Retry-After`` honoured on a 429; longer asks are
-            capped.
-        learn: Learn each model's run time and queue drain rate within the session and
-            poll around the expected finish.
-        finish_interval: Seconds between polls while a job is inside its expected finish
-            window; it bounds the detection latency of a job that finishes there.
-        max_learned_interval: The longest wait of the learned schedule before that
-            window (a job that fails early is noticed within this).
-    """
-
-    first_interval: float = 0.5
-    growth: float = 1.5
-    max_interval: float = 5.0
-    jitter: float = 0.1
-    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
-    burst: int = 20
-    max_consecutive_failures: int = 20
-    max_retry_after: float = 60.0
-    learn: bool = True
-    finish_interval: float = 1.5
-    max_learned_interval: float = 30.0
-
-    def __post_init__(self) -> None:
-        for name in (
-            "first_interval",
-            "max_interval",
-            "max_retry_after",
-            "finish_interval",
-            "max_learned_interval",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value < math.inf):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not 1 <= self.growth < math.inf:
-            raise ValueError(f"growth must be a finite number >= 1, got {self.growth!r}")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError(f"jitter must be within [0, 1], got {self.jitter!r}")
-        if not 0 < self.requests_per_second < math.inf:
-            raise ValueError(
-                f"requests_per_second must be positive and finite, got {self.requests_per_second!r}"
-            )
-        for name in ("burst", "max_consecutive_failures"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-DEFAULT_POLLING: Final = PollPolicy()
-
-
-# --- the shared budget ---------------------------------------------------------------------
 
 
 class TokenBucket:

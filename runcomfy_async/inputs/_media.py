@@ -17,7 +17,7 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
-from ._errors import InputValidationError
+from .._errors import InputValidationError
 
 __all__ = [
     "MediaInfo",

@@ -34,72 +34,25 @@ from typing import Final, Literal, TypeAlias
 import anyio
 import msgspec
 
-from ._api import Api
-from ._errors import JobCancelledError, JobFailedError, RunComfyError, SubmitUncertainError
-from ._journal import EntryState, Journal, JournalEntry, JournalError, encode_inputs
-from ._polling import PollScheduler
-from ._types import Result, SubmitResponse
-from ._watch import run_to_result
+from ._errors import (
+    JobCancelledError,
+    JobFailedError,
+    JournalError,
+    KeyConflictError,
+    RunComfyError,
+    SubmitUncertainError,
+    UncertainKeyError,
+)
+from ._journal import EntryState, Journal, JournalEntry, encode_inputs
+from ._run import Runner
+from ._wire import Result, SubmitResponse
 
-__all__ = [
-    "KeyConflictError",
-    "KeyedRuns",
-    "OnUncertain",
-    "UncertainKeyError",
-    "check_key",
-    "check_on_uncertain",
-]
+__all__ = ["KeyedRuns", "OnUncertain", "check_key", "check_on_uncertain"]
 
 logger: Final = logging.getLogger("runcomfy_async")
 
 OnUncertain: TypeAlias = Literal["raise", "resubmit"]
 """What a keyed run does with a key whose earlier submit may have created a job."""
-
-
-class KeyConflictError(RunComfyError, ValueError):
-    """A key already in the journal was run with a different model or different inputs.
-
-    Attributes:
-        key: The key.
-        model_id: The model this call asked for.
-        journaled_model_id: The model stored for the key.
-    """
-
-    def __init__(self, *, key: str, model_id: str, journaled_model_id: str) -> None:
-        what = "model" if model_id != journaled_model_id else "inputs"
-        super().__init__(
-            f"key {key!r} is already journaled with a different {what}; use a new key for new work"
-        )
-        self.key = key
-        self.model_id = model_id
-        self.journaled_model_id = journaled_model_id
-
-
-class UncertainKeyError(SubmitUncertainError):
-    """A key's submit may or may not have created a job, so it is not repeated.
-
-    Raised by a keyed ``run`` when its own POST failed ambiguously, and by a rerun when
-    the journal holds the key as ``intent`` (the process stopped between recording the
-    intent and recording the request id) or ``uncertain``. Check the account's
-    dashboard, then rerun with ``on_uncertain="resubmit"``, or use a new key.
-
-    Attributes:
-        key: The key.
-        state: ``"intent"`` or ``"uncertain"``.
-    """
-
-    def __init__(
-        self,
-        *,
-        key: str,
-        state: EntryState,
-        model_id: str,
-        inputs: Mapping[str, object],
-        reason: str,
-    ) -> None:
-        super().__init__(model_id=model_id, inputs=inputs, reason=f"key {key!r}: {reason}")
-        self.key = key
-        self.state = state
 
 
 def check_key(key: object) -> str:
@@ -137,17 +90,13 @@ class KeyedRuns:
 
     Args:
         journal: The journal (opened on first use).
-        api: The session's routes.
-        scheduler: The session's poll scheduler.
+        runner: The session's runs (submits and waits).
         max_submits: Keyed submits under way at once (the session's submit bound).
     """
 
-    def __init__(
-        self, journal: Journal, api: Api, scheduler: PollScheduler, *, max_submits: int
-    ) -> None:
+    def __init__(self, journal: Journal, runner: Runner, *, max_submits: int) -> None:
         self.journal = journal
-        self._api = api
-        self._scheduler = scheduler
+        self._runner = runner
         self._slots = anyio.CapacityLimiter(max_submits)
         self._keys: dict[str, _KeyLock] = {}
 
@@ -227,7 +176,7 @@ class KeyedRuns:
     async def _post(self, key: str, model_id: str, body: dict[str, object]) -> SubmitResponse:
         """POST once; journal an ambiguous failure as uncertain, free a refused key."""
         try:
-            return await self._api.submit(model_id, body)
+            return await self._runner.submitter.submit(model_id, body)
         except SubmitUncertainError as exc:
             # If this write fails the key stays "intent": uncertain all the same.
             await self._note(key, EntryState.UNCERTAIN, reason=exc.reason)
@@ -246,11 +195,9 @@ class KeyedRuns:
         # fresh=False on re-attach: the job may have been running for a while, so the
         # learned schedule must not assume it just started.
         try:
-            result = await run_to_result(
-                self._api,
-                self._scheduler,
+            result = await self._runner.wait(
                 request_id,
-                model_id=job.model_id,
+                job.model_id,
                 timeout=job.timeout,
                 cancel_on_exit=job.cancel_on_exit,
                 fresh=fresh,
