@@ -10,23 +10,15 @@ and testable. Each method checks the session is open and hands over to one of th
 from __future__ import annotations
 
 import os
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Iterable,
-    Mapping,
-)
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, overload
 
-from ._catalog import Catalog
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
     DEFAULT_POLLING,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
-    TOKEN_ENV,
     Limits,
     PollPolicy,
     RetryPolicy,
@@ -36,23 +28,18 @@ from ._config import (
 from ._download import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES
 from ._download import download as download_files
 from ._handle import RequestHandle
-from ._journal import Journal
-from ._keyed import KeyedRuns, OnUncertain, check_key
+from ._keyed import OnUncertain
 from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, map_runs
-from ._poll_budget import PollScheduler
 from ._prepare import prepare
-from ._retry import Backpressure, RetryHook
-from ._routes import Routes
-from ._run import ExitCancel, Runner, check_timeout
-from ._submit import Submitter
-from ._transport import Transport
+from ._retry import RetryHook
+from ._run import check_timeout
+from ._session import Session
 from ._watch import wait, watch
 from ._wire import check_model_id, check_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
-    from types import TracebackType
     from typing import Self
 
     from ._download import DownloadProgress
@@ -61,19 +48,18 @@ if TYPE_CHECKING:
     from ._wire import CancelResult, ModelInfo, Result, Status
     from .models import ModelInput
 
-__all__ = ["TOKEN_ENV", "Client", "RequestHandle"]
+__all__ = ["Client"]
+
 
 class Client:
     """An async session with RunComfy's Model API.
 
     Safe to share across thousands of concurrent tasks: connections, in-flight submits
-    and the rate of status polls are bounded per session. Use it as
-    ``async with Client() as client:`` or close it with ``await client.aclose()``.
+    and the status poll rate are bounded per session. ``async with Client() as c:``.
 
     Args:
-        token: The API token; defaults to the ``RUNCOMFY_API_TOKEN`` environment variable.
-            It is never shown in a repr, a log line or an error, and is sent only to
-            ``base_url``'s host.
+        token: The API token (default: ``$RUNCOMFY_API_TOKEN``); never shown in a repr,
+            log line or error, and sent only to ``base_url``'s host.
         base_url: The API origin. Plain ``http://`` is refused except to loopback.
         timeouts: Per-attempt HTTP timeouts (not the overall deadline of a wait).
         retry: How reads, cancels and provably-unsent submits are retried.
@@ -102,55 +88,32 @@ class Client:
         trust_env: bool = True,
         on_retry: RetryHook | None = None,
     ) -> None:
-        self._transport = Transport(
+        self._s = Session(
             token=resolve_token(token),
             base_url=base_url,
             timeouts=timeouts,
-            limits=limits,
-            trust_env=trust_env,
-        )
-        self._routes = Routes(
-            self._transport,
             retry=retry,
-            backpressure=Backpressure(),
+            polling=polling,
+            limits=limits,
+            journal=journal,
             include_cost=include_cost,
+            trust_env=trust_env,
             on_retry=on_retry,
-        )
-        self._scheduler = PollScheduler(polling, backpressure=self._routes.backpressure)
-        self._runner = Runner(
-            Submitter(self._routes, max_in_flight=limits.max_submits_in_flight),
-            self._routes,
-            self._scheduler,
-        )
-        self._catalog = Catalog(self._routes)
-        # The journal file is opened by its first keyed run, not here (no I/O in __init__).
-        self._keyed = (
-            None
-            if journal is None
-            else KeyedRuns(
-                Journal(journal), self._runner, max_submits=limits.max_submits_in_flight
-            )
         )
         self._closed = False
 
     @property
     def base_url(self) -> str:
         """The API origin calls go to."""
-        return self._transport.base_url
+        return self._s.transport.base_url
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<Client base_url={self.base_url!r} {state}>"
+        return f"<Client base_url={self.base_url!r} {'closed' if self._closed else 'open'}>"
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -158,15 +121,11 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        await self._transport.aclose()
-        if self._keyed is not None:
-            await self._keyed.journal.aclose()
+        await self._s.aclose()
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the client is closed")
-
-    # --- one call each -----------------------------------------------------------------
 
     @overload
     async def submit(self, model: ModelInput, inputs: None = None) -> RequestHandle: ...
@@ -188,60 +147,45 @@ class Client:
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
             SubmitUncertainError: The server may have created a job; not retried.
-            BadRequestError: Unknown model (400 / 400001).
-            AuthenticationError: Bad token (401 / 400004).
-            InsufficientBalanceError: No balance (402 / 400002).
-            PermissionDeniedError: Not allowed (403).
-            InvalidInputError: The server refused the inputs (422).
-            RateLimitError: Still rate-limited after retries (nothing was created).
-            ConnectError: The server could not be reached (nothing was sent).
-            ConnectTimeoutError: Connecting timed out (nothing was sent).
-            APIStatusError: Another refusal (4xx).
+            APIStatusError: Refused, so nothing was created: ``BadRequestError`` (unknown
+                model, 400001), ``AuthenticationError``, ``InsufficientBalanceError``,
+                ``PermissionDeniedError``, ``InvalidInputError`` (422), ``RateLimitError``
+                (after retries), or another 4xx.
+            ConnectError: The server could not be reached (nothing was sent); also
+                ``ConnectTimeoutError``.
         """
         self._check_open()
         model_id, body = await prepare(model, inputs)
-        response = await self._runner.submitter.submit(model_id, body)
+        response = await self._s.submitter.submit(model_id, body)
         return RequestHandle(self, response.request_id, model_id)
 
     def handle(self, request_id: str, *, model_id: str | None = None) -> RequestHandle:
-        """Rebuild a handle from a stored request id, with no I/O.
-
-        Raises:
-            ValueError: ``request_id`` is not a well-formed id.
-        """
+        """Rebuild a handle from a stored request id, with no I/O (ValueError if malformed)."""
         return RequestHandle(self, check_request_id(request_id), model_id)
 
     async def status(self, request_id: str) -> Status:
         """Fetch a job's status once (retrying transient failures).
 
         Raises:
-            NotFoundError: Unknown or expired id (404001).
-            PermissionDeniedError: Someone else's request (403001).
-            AuthenticationError: Bad token.
-            TransportError: No answer, after retries.
-            APIStatusError: Another error answer, after retries where they apply.
+            NotFoundError: Unknown or expired id (404001); ``PermissionDeniedError`` for
+                someone else's (403001), ``AuthenticationError`` for a bad token.
+            TransportError: No answer, after retries; ``APIStatusError`` for another.
         """
         self._check_open()
-        return await self._routes.status(check_request_id(request_id))
+        return await self._s.routes.status(check_request_id(request_id))
 
     async def result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
         """Fetch a job's result once, without waiting (it may still be running).
 
-        Args:
-            request_id: The job.
-            include_cost: Ask for ``cost``; defaults to the client's ``include_cost``.
+        ``include_cost`` asks for ``cost``; it defaults to the client's ``include_cost``.
 
         Raises:
-            NotFoundError: Unknown or expired id (404001).
-            PermissionDeniedError: Someone else's request (403001).
-            AuthenticationError: Bad token.
-            TransportError: No answer, after retries.
-            APIStatusError: Another error answer, after retries where they apply.
+            NotFoundError: Unknown or expired id (404001); ``PermissionDeniedError`` for
+                someone else's (403001), ``AuthenticationError`` for a bad token.
+            TransportError: No answer, after retries; ``APIStatusError`` for another.
         """
         self._check_open()
-        return await self._routes.result(
-            check_request_id(request_id), include_cost=include_cost
-        )
+        return await self._s.routes.result(check_request_id(request_id), include_cost=include_cost)
 
     async def cancel(self, request_id: str) -> CancelResult:
         """Ask the server to cancel a job; only queued jobs can be cancelled.
@@ -249,42 +193,36 @@ class Client:
         Cancelling a finished job is a no-op, not an error.
 
         Raises:
-            NotFoundError: Unknown or expired id (404001).
-            PermissionDeniedError: Someone else's request (403001).
-            TransportError: No answer, after retries.
-            APIStatusError: Another error answer.
+            NotFoundError: Unknown or expired id (404001); ``PermissionDeniedError`` for
+                someone else's (403001), ``AuthenticationError`` for a bad token.
+            TransportError: No answer, after retries; ``APIStatusError`` for another.
         """
         self._check_open()
-        return await self._routes.cancel(check_request_id(request_id))
+        return await self._s.routes.cancel(check_request_id(request_id))
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """Fetch a model's catalog entry: display name, price, input schema.
 
         Raises:
-            BadRequestError: Unknown model.
-            NotFoundError: Unknown model.
-            TransportError: No answer, after retries.
-            APIStatusError: Another error answer.
+            BadRequestError: Unknown model (400001; some hosts answer ``NotFoundError``).
+            TransportError: No answer, after retries; ``APIStatusError`` for another.
         """
         self._check_open()
-        return await self._routes.model_info(check_model_id(model_id))
+        return await self._s.routes.model_info(check_model_id(model_id))
 
     async def check_inputs(self, model_id: str, inputs: Mapping[str, object]) -> None:
         """Check a plain mapping against the model's catalog schema, before paying.
 
-        Opt-in, for models without a typed input class: the schema (fetched once per
-        model per session) is applied locally — required fields, types, enums, lengths,
-        ranges, and RunComfy's ``validations`` such as pixel sizes of local files.
+        The schema (fetched once per model per session) is applied locally: required
+        fields, types, enums, lengths, ranges and RunComfy's ``validations``.
 
         Raises:
             InputValidationError: A value breaks the schema (field, value and rule named).
-            BadRequestError: Unknown model.
-            NotFoundError: Unknown model.
-            TransportError: No answer, after retries.
-            APIStatusError: Another error answer.
+            BadRequestError: Unknown model (400001; some hosts answer ``NotFoundError``).
+            TransportError: No answer, after retries; ``APIStatusError`` for another.
         """
         self._check_open()
-        await self._catalog.check_inputs(model_id, inputs)
+        await self._s.catalog.check_inputs(model_id, inputs)
 
     async def download(
         self,
@@ -298,37 +236,28 @@ class Client:
     ) -> list[Path]:
         """Download a job's output files into the directory ``dest``: all of them, or none.
 
-        Each file streams to a hidden temporary file in ``dest`` and is renamed into place
-        only when every file has arrived whole; on any failure or cancellation the other
-        downloads are cancelled, no partial file is left, and the first failure is raised.
-        No ``Authorization`` header is ever sent to storage. Transient failures are retried
-        with the client's retry policy, resuming with ``Range`` where the server allows.
+        Files stream to hidden temporary files, renamed into place only when all have
+        arrived whole; on any failure or cancellation no partial file is left. Storage
+        never gets the token; transient failures are retried, resuming with ``Range``.
 
         Args:
-            result: A succeeded :class:`Result` (every ``output.urls``, in order), an
-                :class:`Output`, one URL or a sequence of URLs. URLs must be ``https``
-                (plain ``http`` only to loopback).
-            dest: The directory; created with its parents when missing. File names come
-                from the URL's last path segment, made safe (no traversal, no hidden or
-                device names), with ``-2``, ``-3`` … for duplicates and an extension from
-                the Content-Type when the name has none.
-            concurrency: Files downloaded at once (default 4).
+            result: A succeeded :class:`Result` (every ``output.urls``), an
+                :class:`Output`, or URLs (``https``; plain ``http`` only to loopback).
+            dest: The directory, created when missing. Names come from each URL's last
+                path segment, made safe; ``-2``, ``-3`` … for duplicates.
+            concurrency: Files downloaded at once.
             max_bytes: Per-file size cap (default 2 GiB); ``None`` for none.
-            overwrite: Replace existing files; by default an existing file is an error
-                and nothing is written.
-            progress: Called as ``progress(url, done, total)`` on the event loop as bytes
-                arrive; ``total`` is ``None`` when the server did not say.
+            overwrite: Replace existing files (else an existing one is an error).
+            progress: Called as ``progress(url, done, total)`` as bytes arrive.
 
         Returns:
-            The written paths, absolute, in the order of the URLs.
+            The written paths, absolute, in the URLs' order.
 
         Raises:
             ValueError: A result that did not succeed or has no output; a non-https URL.
             DownloadTooLargeError: A file is larger than ``max_bytes``.
-            NotFoundError: Storage answered 404 (an expired or unknown link).
-            PermissionDeniedError: Storage answered 403 (an expired signed link, say).
-            RateLimitError: Storage kept answering 429, after retries.
-            ServerError: Storage kept answering 5xx, after retries.
+            NotFoundError: Storage answered 404 (an expired link); 403 is
+                ``PermissionDeniedError``, 429 ``RateLimitError``, 5xx ``ServerError``.
             APIStatusError: Another error answer from storage.
             TransportError: The connection failed, broke or timed out, after retries.
             FileExistsError: A target file exists and ``overwrite`` is False.
@@ -336,43 +265,35 @@ class Client:
         """
         self._check_open()
         return await download_files(
-            self._transport,
+            self._s.transport,
             result,
             dest,
             concurrency=concurrency,
             max_bytes=max_bytes,
             overwrite=overwrite,
             progress=progress,
-            retry=self._routes.retry,
+            retry=self._s.routes.retry,
         )
-
-    # --- waiting -----------------------------------------------------------------------
 
     def watch(
         self, request_id: str, *, timeout: float | None = None, model_id: str | None = None
     ) -> AsyncIterator[Event]:
         """Yield a job's state transitions until, and including, the terminal one.
 
-        Only real changes are yielded (a repeated status is not). Leaving the loop
-        early is safe and never cancels the job remotely.
-
-        Args:
-            request_id: The job.
-            timeout: Overall deadline in seconds; ``None`` waits as long as it takes.
-            model_id: The job's model, if known: it lets polling learn run times.
+        Only real changes are yielded. Leaving the loop early is safe and never cancels
+        the job remotely. ``timeout`` is the overall deadline in seconds (None: no limit);
+        ``model_id``, if known, lets polling learn the model's run time.
 
         Raises:
             WaitTimeoutError: The deadline passed (also a ``TimeoutError``).
-            NotFoundError: Unknown or expired id.
-            PermissionDeniedError: Someone else's request.
-            TransportError: Polling kept failing.
-            APIStatusError: Polling kept failing.
+            NotFoundError: Unknown or expired id; ``PermissionDeniedError``: someone else's.
+            TransportError: Polling kept failing (``APIStatusError`` for an error answer).
         """
         self._check_open()
         check_timeout(timeout)
         return watch(
-            self._routes,
-            self._scheduler,
+            self._s.routes,
+            self._s.scheduler,
             check_request_id(request_id),
             model_id=model_id,
             timeout=timeout,
@@ -387,16 +308,14 @@ class Client:
             JobFailedError: The job failed; the error and result are attached.
             JobCancelledError: The job was cancelled.
             WaitTimeoutError: The deadline passed (also a ``TimeoutError``).
-            NotFoundError: Unknown or expired id.
-            PermissionDeniedError: Someone else's request.
-            TransportError: Polling kept failing.
-            APIStatusError: Polling kept failing.
+            NotFoundError: Unknown or expired id; ``PermissionDeniedError``: someone else's.
+            TransportError: Polling kept failing (``APIStatusError`` for an error answer).
         """
         self._check_open()
         check_timeout(timeout)
         return await wait(
-            self._routes,
-            self._scheduler,
+            self._s.routes,
+            self._s.scheduler,
             check_request_id(request_id),
             model_id=model_id,
             timeout=timeout,
@@ -439,25 +358,21 @@ class Client:
         """Submit a job and wait for its result.
 
         If the awaiting task is cancelled, or the deadline passes, while the job is
-        still queued, one shielded, time-boxed remote cancel is sent before the
-        cancellation (or ``WaitTimeoutError``) propagates — unless ``cancel_on_exit``
-        is False.
+        still queued, one shielded, time-boxed remote cancel is sent first (unless
+        ``cancel_on_exit`` is False).
 
         Args:
             model: A model id or a typed input.
             inputs: The inputs, with a model id.
             timeout: Overall deadline in seconds, counted from the call. A submit on
                 the wire is never cut short; the wait gets whatever time is left.
-            key: With a journal, makes the call resumable: the intent is recorded
-                before the POST and the request id after it, so a rerun with the same
-                key re-attaches to the job (no new POST), or returns its stored result
-                (no request at all). A key whose earlier submit may have created a job
-                is never submitted again silently (see ``on_uncertain``).
+            key: With a journal, makes the call resumable: a rerun with the same key
+                re-attaches to its job (no new POST) or returns its stored result (no
+                request); a key whose submit may have created a job is never
+                submitted again silently (see ``on_uncertain``).
             cancel_on_exit: Cancel a still-queued job when the wait is abandoned.
-            on_uncertain: For a key journaled as possibly submitted (the process
-                stopped mid-submit, or the POST failed ambiguously): ``"raise"``
-                :class:`UncertainKeyError`, or ``"resubmit"`` it, accepting that the
-                job may then exist twice.
+            on_uncertain: For a key journaled as possibly submitted: ``"raise"``
+                :class:`UncertainKeyError`, or ``"resubmit"`` (it may then run twice).
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
@@ -474,53 +389,16 @@ class Client:
         """
         self._check_open()
         check_timeout(timeout)
+        self._s.check_key(key)
         model_id, body = await prepare(model, inputs)
-        if key is None:
-            return await self._runner.run(
-                model_id, body, timeout=timeout, cancel_on_exit=cancel_on_exit
-            )
-        if self._keyed is None:
-            raise ValueError("run(key=...) needs Client(journal=...)")
-        return await self._keyed.run(
+        return await self._s.run(
             model_id,
             body,
-            key=check_key(key),
+            key=key,
             timeout=timeout,
             cancel_on_exit=cancel_on_exit,
             on_uncertain=on_uncertain,
         )
-
-    async def _cancel_on_exit(
-        self, request_id: str, *, queued: bool, exc: BaseException
-    ) -> ExitCancel:
-        """The session's cancel-on-exit, for the CLI, which drives ``watch()`` itself."""
-        return await self._runner.cancel_on_exit(request_id, queued=queued, exc=exc)
-
-    @overload
-    def map(
-        self,
-        model: str,
-        inputs: Iterable[Mapping[str, object]] | AsyncIterable[Mapping[str, object]],
-        *,
-        concurrency: int = DEFAULT_MAP_CONCURRENCY,
-        keys: Iterable[str] | None = None,
-        timeout: float | None = None,
-        cancel_on_exit: bool = True,
-        on_uncertain: OnUncertain = "raise",
-    ) -> AsyncGenerator[MapOutcome, None]: ...
-
-    @overload
-    def map(
-        self,
-        model: Iterable[ModelInput] | AsyncIterable[ModelInput],
-        inputs: None = None,
-        *,
-        concurrency: int = DEFAULT_MAP_CONCURRENCY,
-        keys: Iterable[str] | None = None,
-        timeout: float | None = None,
-        cancel_on_exit: bool = True,
-        on_uncertain: OnUncertain = "raise",
-    ) -> AsyncGenerator[MapOutcome, None]: ...
 
     def map(
         self,
@@ -535,30 +413,21 @@ class Client:
     ) -> AsyncGenerator[MapOutcome, None]:
         """Run many jobs, ``concurrency`` at a time, yielding each outcome as it completes.
 
-        ``map(model_id, inputs)`` takes mappings for one model; ``map(typed_inputs)``
-        takes typed inputs (each knows its model). Either may be a plain or an async
-        iterable, pulled lazily. Every item ends as a :class:`MapOutcome` carrying its
-        ``index`` (and ``key``) with a ``result`` or an ``error``: one failing item never
-        stops the others. Leaving the loop early stops submitting and cancels the items
-        under way (their queued jobs remotely, unless ``cancel_on_exit`` is False);
-        wrap the loop in ``contextlib.aclosing`` to have that finish before moving on::
-
-            async with aclosing(client.map(MODEL, inputs, keys=ids)) as outcomes:
-                async for outcome in outcomes:
-                    ...
+        ``map(model_id, inputs)`` takes mappings for one model, ``map(typed_inputs)``
+        typed inputs; either a plain or an async iterable, pulled lazily. Each item ends
+        as a :class:`MapOutcome` (``index``, ``key``, ``result`` or ``error``): one
+        failing item never stops the others. Leaving the loop early stops submitting
+        and cancels the items under way (queued jobs remotely, unless
+        ``cancel_on_exit`` is False); ``contextlib.aclosing`` waits for that.
 
         Args:
             model: A model id, or the typed inputs (then ``inputs`` is omitted).
             inputs: The inputs for a model id.
             concurrency: Items in flight at once (submitted, not yet finished).
-            keys: One journal key per item, in order, making the batch resumable (see
-                :meth:`run`); needs ``Client(journal=...)``.
+            keys: One journal key per item, making the batch resumable (see :meth:`run`).
             timeout: Each item's deadline in seconds (see :meth:`run`).
             cancel_on_exit: Cancel a still-queued job whose wait is abandoned.
             on_uncertain: For keys journaled as possibly submitted (see :meth:`run`).
-
-        Returns:
-            An async generator of outcomes, in completion order.
 
         Raises:
             ValueError: At once: a bad option, or ``keys`` without a journal. From the
@@ -577,5 +446,5 @@ class Client:
             timeout=timeout,
             cancel_on_exit=cancel_on_exit,
             on_uncertain=on_uncertain,
-            journaled=self._keyed is not None,
+            journaled=self._s.keyed is not None,
         )

@@ -16,17 +16,12 @@ from typing import Final
 import anyio
 import msgspec
 
+from ._config import RetryPolicy
 from ._errors import (
     RunComfyError,
     UnexpectedResponseError,
 )
-from ._retry import (
-    Backpressure,
-    RetryHook,
-    RetryPolicy,
-    is_retryable_read,
-    retrying,
-)
+from ._retry import Backpressure, RetryHook, is_retryable_read, retrying
 from ._transport import Response, Transport
 from ._wire import (
     CancelResult,

@@ -279,7 +279,7 @@ def test_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNCOMFY_API_TOKEN", "env-secret-token")
     client = Client()
     assert "env-secret-token" not in repr(client)
-    assert "env-secret-token" not in repr(client._transport)
+    assert "env-secret-token" not in repr(client._s.transport)
 
 
 @pytest.mark.parametrize(
@@ -340,7 +340,7 @@ async def test_token_never_leaks(sim: Simulator, caplog: pytest.LogCaptureFixtur
         except rc.NotFoundError as exc:
             texts += [str(exc), repr(exc)]
         assert result.output is not None
-        async with c._transport.stream(result.output.urls[0]) as stream:
+        async with c._s.transport.stream(result.output.urls[0]) as stream:
             async for _ in stream.chunks():
                 pass
     texts.append(caplog.text)

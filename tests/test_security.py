@@ -201,7 +201,7 @@ async def test_token_absent_from_debug_logs_reprs_errors_and_tracebacks(
             events = [event async for event in c.watch(result.request_id)]
             paths = await c.download(result, tmp_path / "out")
             cancelled = await handle.cancel()  # hangs once: a read timeout, then retried
-            texts += [repr(x) for x in (c, c._transport, handle, result, cancelled, *events)]
+            texts += [repr(x) for x in (c, c._s.transport, handle, result, cancelled, *events)]
             texts += [str(x) for x in (c, handle, result, *paths)]
             sim.add_fault(Fault(FaultKind.RESET_AFTER, "submit"))
             with pytest.raises(SubmitUncertainError) as uncertain:

@@ -297,7 +297,7 @@ async def test_breaking_out_of_watch_leaks_nothing(sim: Simulator) -> None:
         gc.collect()
         await anyio.wait_all_tasks_blocked()
         assert len(asyncio.all_tasks()) == tasks_before
-        assert client._scheduler.waiting == 0
+        assert client._s.scheduler.waiting == 0
         polled = sim.count("status", request_id=rid)
         # The only pooled connection is free again: another call gets through at once.
         with anyio.fail_after(5):
@@ -313,7 +313,7 @@ async def test_cancelled_wait_sends_no_cancel(sim: Simulator) -> None:
         rid = await _submit(client, sim, JobScript(queue_polls=FOREVER))
         with anyio.move_on_after(0.05):
             await client.wait(rid)
-        assert client._scheduler.waiting == 0
+        assert client._s.scheduler.waiting == 0
     assert sim.count("status", request_id=rid) == 1
     assert sim.count("cancel") == 0
 
@@ -426,9 +426,9 @@ async def test_failed_remote_cancel_is_logged_not_raised(
 
 async def test_finished_job_teaches_its_model_run_time(fast: Client, sim: Simulator) -> None:
     """After a job of a model succeeds, the scheduler has a run-time estimate for it."""
-    assert fast._scheduler.run_times.estimate(WAN25) is None
+    assert fast._s.scheduler.run_times.estimate(WAN25) is None
     await fast.run(WAN25, GOOD_INPUTS)
-    estimate = fast._scheduler.run_times.estimate(WAN25)
+    estimate = fast._s.scheduler.run_times.estimate(WAN25)
     assert estimate is not None and estimate.samples == 1
     assert 0 <= estimate.low <= estimate.high < 5
 

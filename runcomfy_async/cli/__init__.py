@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = asyncio.run(_main(args))
     except BaseException as exc:  # noqa: BLE001 -- classified below; the rest re-raised
-        return _exit_for(exc)
+        return _report_failure(exc)
     if code is None:
         if args.command == "simulator":
             return ExitCode.OK  # Ctrl-C is how a server is stopped
@@ -127,7 +127,7 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _exit_for(exc: BaseException) -> int:
+def _report_failure(exc: BaseException) -> int:
     """Report a failure in one line and return its exit code; re-raise bugs."""
     leaf = _leaf(exc)
     if isinstance(leaf, KeyboardInterrupt | asyncio.CancelledError):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from .._errors import RunComfyError, WaitTimeoutError
+from .._errors import WaitTimeoutError
 from .._events import Cancelled, Completed, Failed, Queued
 from .._wire import JobState
 from ._args import UsageError, parse_inputs
@@ -35,15 +35,13 @@ if TYPE_CHECKING:
     from .._client import Client
     from .._events import Event
     from .._handle import RequestHandle
+    from .._run import ExitCancel
     from .._wire import Result
     from ._context import Context
 
 __all__ = ["COMMANDS", "Command"]
 
 Command = Callable[["Context"], Awaitable[int]]
-
-#: Seconds the remote cancel sent on Ctrl-C may take; the same bound the client uses.
-_CANCEL_TIMEOUT: Final = 5.0
 
 
 def _handle(client: Client, request_id: str) -> RequestHandle:
@@ -60,7 +58,7 @@ def _show_event(ctx: Context, event: Event) -> None:
         warn(event_line(event))
 
 
-def _exit_for(event: Event | None) -> ExitCode:
+def _exit_for_event(event: Event | None) -> ExitCode:
     if isinstance(event, Failed | Cancelled):
         return ExitCode.JOB_FAILED
     return ExitCode.OK
@@ -75,25 +73,24 @@ async def _follow(ctx: Context, handle: RequestHandle) -> Event | None:
     return last
 
 
-async def _cancel_queued(ctx: Context, handle: RequestHandle) -> None:
-    """Cancel an abandoned job remotely: shielded, time-boxed, one line about it."""
-    with anyio.move_on_after(_CANCEL_TIMEOUT, shield=True) as scope:
-        try:
-            answer = await handle.cancel()
-        except RunComfyError as exc:
-            warn(f"could not cancel request {handle.request_id}: {exc}")
-            return
-        if ctx.json:
+def _report_exit_cancel(ctx: Context, request_id: str, done: ExitCancel) -> None:
+    """Say what the cancel-on-exit did for a job abandoned by Ctrl-C or the deadline."""
+    answer = done.answer
+    if not done.sent:
+        if not ctx.json:
+            warn(f"request {request_id} is still running; it was not cancelled")
+    elif ctx.json:
+        if answer is not None:
             emit_json({"event": "cancel_sent", **to_json(answer)})
-        elif answer.cancelled:
-            warn(f"cancelled queued request {handle.request_id}; nothing is billed for it")
-        else:
-            warn(
-                f"request {handle.request_id} could not be cancelled ({answer.outcome}); "
-                f"fetch it later with: runcomfy result {handle.request_id}"
-            )
-    if scope.cancelled_caught:
-        warn(f"cancelling request {handle.request_id} timed out; it may still run")
+    elif answer is None:
+        warn(f"could not cancel request {request_id}; it may still run")
+    elif answer.cancelled:
+        warn(f"cancelled queued request {request_id}; nothing is billed for it")
+    else:
+        warn(
+            f"request {request_id} could not be cancelled ({answer.outcome}); "
+            f"fetch it later with: runcomfy result {request_id}"
+        )
 
 
 async def _finish(ctx: Context, client: Client, result: Result, out: Path | None) -> None:
@@ -138,9 +135,13 @@ async def cmd_run(ctx: Context) -> int:
             async for event in handle.watch(timeout=ctx.timeout):
                 _show_event(ctx, event)
                 last = event
-        except (anyio.get_cancelled_exc_class(), WaitTimeoutError):
-            if args.cancel_on_exit and (last is None or isinstance(last, Queued)):
-                await _cancel_queued(ctx, handle)
+        except (anyio.get_cancelled_exc_class(), WaitTimeoutError) as exc:
+            if args.cancel_on_exit:
+                # The session's one cancel-on-exit rule, as client.run() applies it.
+                done = await client._s.runner.cancel_on_exit(
+                    handle.request_id, queued=last is None or isinstance(last, Queued), exc=exc
+                )
+                _report_exit_cancel(ctx, handle.request_id, done)
             elif not ctx.json:
                 warn(f"request {handle.request_id} is still running; it was not cancelled")
             raise
@@ -148,7 +149,7 @@ async def cmd_run(ctx: Context) -> int:
             await _finish(ctx, client, last.result, args.out)
         elif isinstance(last, Failed) and not ctx.json:
             warn(f"error: request {handle.request_id} failed: {last.result.error_text}")
-        return _exit_for(last)
+        return _exit_for_event(last)
 
 
 async def cmd_submit(ctx: Context) -> int:
@@ -218,7 +219,7 @@ async def cmd_watch(ctx: Context) -> int:
     if isinstance(last, Completed) and not ctx.json:
         for url in last.result.output.urls if last.result.output else ():
             say(url)
-    return _exit_for(last)
+    return _exit_for_event(last)
 
 
 async def cmd_download(ctx: Context) -> int:
