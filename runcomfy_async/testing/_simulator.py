@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal
 
 from aiohttp import web
 
@@ -16,14 +16,13 @@ from ._payloads import TerminalStatus
 from ._ratelimit import RateLimit, TokenBucket
 from ._records import RequestRecord, SimStats
 from ._server import SimCore, build_api_app, build_storage_app
+from ._settings import ResultStatus, check_options, result_words
 from ._spec import ModelSpec, PriceUnit
 from ._state import CancelRule, Clock, JobScript, JobView, World
 
 __all__ = ["Simulator"]
 
 _SHUTDOWN_TIMEOUT: Final = 0.25
-ResultStatus: TypeAlias = Literal["doc", "seen"] | Mapping[str, str]
-_SEEN_RESULT_WORDS: Final = {"in_queue": "pending", "in_progress": "processing"}
 _DEFAULT_WAIT: Final = 10.0
 
 
@@ -94,7 +93,7 @@ class Simulator:
         storage_port: int = 0,
         now: Callable[[], float] | None = None,
     ) -> None:
-        _check_options(token, unknown_models, terminal_status, cancel_running, retention_seconds)
+        check_options(token, unknown_models, terminal_status, cancel_running, retention_seconds)
         clock_now = time.monotonic if now is None else now
         world = World(
             clock=clock,
@@ -116,7 +115,7 @@ class Simulator:
             tokens=frozenset({token, *other_tokens}),
             unknown_models=unknown_models,
             terminal_status=terminal_status,
-            result_words=_result_words(result_status),
+            result_words=result_words(result_status),
             now=clock_now,
         )
         self.set_rate_limit(rate_limit)
@@ -392,38 +391,3 @@ class Simulator:
         if not url:
             raise RuntimeError("the simulator is not started")
         return url
-
-
-def _result_words(choice: ResultStatus) -> dict[str, str]:
-    if choice == "doc":
-        return {}
-    if choice == "seen":
-        return dict(_SEEN_RESULT_WORDS)
-    if isinstance(choice, Mapping) and set(choice) <= set(_SEEN_RESULT_WORDS):
-        return {str(k): str(v) for k, v in choice.items()}
-    raise ValueError(
-        f"result_status must be 'doc', 'seen' or a mapping of in_queue / in_progress, "
-        f"not {choice!r}"
-    )
-
-
-def _check_options(
-    token: str,
-    unknown_models: str,
-    terminal_status: str,
-    cancel_running: str,
-    retention_seconds: float | None,
-) -> None:
-    """Reject invalid Simulator options early (the World checks its own)."""
-    choices = (
-        ("unknown_models", unknown_models, ("accept", "reject")),
-        ("terminal_status", terminal_status, ("completed", "outcome")),
-        ("cancel_running", cancel_running, ("not_cancellable", "cancellation_requested")),
-    )
-    for name, value, allowed in choices:
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-    if not token:
-        raise ValueError("token must not be empty")
-    if retention_seconds is not None and retention_seconds < 0:
-        raise ValueError("retention_seconds must be >= 0")
