@@ -264,8 +264,13 @@ class CancelResult(msgspec.Struct, frozen=True):
 
     @property
     def cancelled(self) -> bool:
-        """Whether the job is now certainly cancelled."""
-        return self.outcome == CancelOutcome.CANCELLED
+        """Whether the job is now certainly cancelled: the outcome or the status says so.
+
+        ``{"status": "cancelled", "outcome": "cancellation_requested"}`` is confirmed: the
+        status decides (``runcomfy-api.md``, "Cancel answers").
+        """
+        words = (self.outcome.lower(), (self.status or "").lower())
+        return any(_STATUS_WORDS.get(w) is JobState.CANCELLED for w in words)
 
 
 class _CancelWire(msgspec.Struct, frozen=True):
