@@ -27,6 +27,8 @@ async def prepare(
     model: str | ModelInput,
     inputs: Mapping[str, object] | None,
     catalog: Catalog | None = None,
+    *,
+    builtin: bool = True,
 ) -> tuple[str, dict[str, object]]:
     """Return the model id and the body for ``submit(model, inputs)``.
 
@@ -35,6 +37,8 @@ async def prepare(
         inputs: The inputs, with a model id.
         catalog: Check a dict for a model without built-in rules against its catalog
             schema; ``None`` leaves such a dict to the server.
+        builtin: Apply the built-in rules of the seed models to a dict (False: the
+            server decides; files are still read and inlined).
 
     Raises:
         InputValidationError: Inputs refused locally; nothing was sent.
@@ -50,7 +54,7 @@ async def prepare(
     if inputs is None:
         raise TypeError("submit(model_id, inputs): inputs are required with a model id")
     model_id = check_model_id(model)
-    typed = TYPED_MODELS.get(model_id)
+    typed = TYPED_MODELS.get(model_id) if builtin else None
     if typed is not None:
         checked = await prepare_inputs(from_mapping(typed, inputs))
         # Send the caller's keys only (no defaults added), with files checked and inlined.

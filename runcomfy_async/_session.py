@@ -9,12 +9,15 @@ concerns.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._catalog import Catalog
+from ._config import resolve_base_url, resolve_token
 from ._journal import Journal
 from ._keyed import KeyedRuns, OnUncertain, check_key
 from ._poll_budget import PollScheduler
+from ._prepare import prepare
 from ._retry import Backpressure
 from ._routes import Routes
 from ._run import Runner
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
     from ._retry import RetryHook
     from ._wire import Result
+    from .models import ModelInput
 
 __all__ = ["Session"]
 
@@ -35,8 +39,8 @@ class Session:
     def __init__(
         self,
         *,
-        token: str,
-        base_url: str,
+        token: str | None,
+        base_url: str | None,
         timeouts: Timeouts,
         retry: RetryPolicy,
         polling: PollPolicy,
@@ -45,10 +49,16 @@ class Session:
         include_cost: bool,
         trust_env: bool,
         on_retry: RetryHook | None,
+        check_inputs: bool | None = None,
     ) -> None:
         self.transport = Transport(
-            token=token, base_url=base_url, timeouts=timeouts, limits=limits, trust_env=trust_env
+            token=resolve_token(token),
+            base_url=resolve_base_url(base_url),
+            timeouts=timeouts,
+            limits=limits,
+            trust_env=trust_env,
         )
+        self.check_inputs = check_inputs
         self.routes = Routes(
             self.transport,
             retry=retry,
@@ -66,6 +76,22 @@ class Session:
             if journal is None
             else KeyedRuns(Journal(journal), self.runner, max_submits=limits.max_submits_in_flight)
         )
+
+    async def prepare(
+        self, model: str | ModelInput, inputs: Mapping[str, object] | None
+    ) -> tuple[str, dict[str, object]]:
+        """The model id and checked body for ``submit(model, inputs)``, as this session checks.
+
+        Raises:
+            InputValidationError: Inputs refused locally; nothing was sent.
+            TypeError: A model id without inputs, or a typed input with separate inputs.
+            ValueError: A malformed model id.
+            APIStatusError: With ``check_inputs=True``, the catalog refused the model id.
+            TransportError: With ``check_inputs=True``, the catalog did not answer.
+        """
+        if self.check_inputs is False and isinstance(model, str) and inputs is not None:
+            return await prepare(model, inputs, builtin=False)
+        return await prepare(model, inputs, self.catalog if self.check_inputs else None)
 
     def check_key(self, key: str | None) -> None:
         """Refuse a key this session cannot honour, before any work is done.

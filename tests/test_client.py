@@ -405,7 +405,7 @@ async def test_model_info_and_opt_in_schema_check(client: Client, sim: Simulator
     assert bad.value.field == "resolution"
     with pytest.raises(rc.InputValidationError):
         await client.check_inputs(WAN25, {"img_url": "https://x/y.png"})
-    assert sim.count("model") == 2  # model_info, then one cached fetch for check_inputs
+    assert sim.count("model") == 1  # one fetch per model per session, shared by both
     assert sim.count("submit") == 0
 
 
