@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits itself: 0 for --help, 2 for mistakes
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for "rerun this" hints
     try:
         code = asyncio.run(_main(args))
     except BaseException as exc:  # noqa: BLE001 -- classified below; the rest re-raised
@@ -134,6 +135,8 @@ def _report_failure(exc: BaseException) -> int:
         print("interrupted", file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED
     if isinstance(leaf, UsageError):
+        for line in leaf.details:
+            print(line, file=sys.stderr, flush=True)
         _error(str(leaf))
         return ExitCode.USAGE
     if isinstance(leaf, RunComfyError):

@@ -51,7 +51,15 @@ environment:
 
 
 class UsageError(Exception):
-    """A mistake on the command line that argparse cannot see (bad input pair, bad file)."""
+    """A mistake on the command line that argparse cannot see (bad input pair, bad file).
+
+    Attributes:
+        details: Lines printed before the one ``error:`` line (e.g. every bad batch line).
+    """
+
+    def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
 
 
 def _positive_float(text: str) -> float:
