@@ -39,7 +39,10 @@ TOKEN_FILE_ENV: Final = "RUNCOMFY_API_TOKEN_FILE"
 #: The API origin, as ``runcomfy simulator`` tells users to export it.
 BASE_URL_ENV: Final = "RUNCOMFY_BASE_URL"
 #: Where a user gets a token, for messages about a missing or refused one.
-TOKEN_HELP: Final = "create one in your RunComfy account (https://www.runcomfy.com, API token)"
+TOKEN_HELP: Final = (
+    'copy it from the "API Token" section of your RunComfy Profile page '
+    "(https://www.runcomfy.com/profile)"
+)
 
 
 def _positive(name: str, value: float | None) -> None:

@@ -146,12 +146,12 @@ async def test_run_prints_output_urls(sim: Simulator, capsys: pytest.CaptureFixt
 async def test_run_json_is_one_object_per_line(
     sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """run --json prints only JSON lines: submitted first, the completed result last."""
+    """run --json prints only JSON lines: submitted first, the succeeded result last."""
     sim.script_next(DONE_AT_ONCE)
     assert await cli("--json", "run", WAN25, *INPUT_ARGS) == 0
     lines = json_lines(capsys.readouterr().out)
     assert lines[0]["event"] == "submitted"
-    assert lines[-1]["event"] == "completed"
+    assert lines[-1]["event"] == "succeeded"
     result = lines[-1]["result"]
     assert isinstance(result, dict) and result["status"] == "succeeded"
     assert result["cost"] == pytest.approx(0.25) and result["urls"]
@@ -252,10 +252,10 @@ async def test_submit_status_result_cancel_json(
     request_id = str(submitted["request_id"])
     assert await cli("status", request_id, "--json") == 0
     (status,) = json_lines(capsys.readouterr().out)
-    assert status["state"] == "in_queue" and status["queue_position"] == 5
+    assert status["status"] == "queued" and status["queue_position"] == 5
     assert await cli("result", request_id, "--json") == 0
     (result,) = json_lines(capsys.readouterr().out)
-    assert result["status"] == "in_queue" and result["urls"] == []
+    assert result["status"] == "queued" and result["urls"] == []
     assert await cli("cancel", request_id, "--json") == 0
     (answer,) = json_lines(capsys.readouterr().out)
     assert answer["cancelled"] is True
@@ -345,6 +345,7 @@ async def test_batch_writes_results_and_resumes_from_the_journal(
     lines = {line["key"]: line for line in json_lines(out.read_text())}
     assert set(lines) == {"line-1", "fails", "fox/2"}
     assert lines["fails"]["ok"] is False and lines["fails"]["error_type"] == "JobFailedError"
+    assert lines["fails"]["status"] == "failed" and lines["line-1"]["status"] == "succeeded"
     assert lines["line-1"]["ok"] is True and lines["line-1"]["cost"] == pytest.approx(0.25)
     assert lines["fox/2"]["files"] == [str(files / "fox_2-3" / "output.mp4")]
     assert sim.count("submit") == 3

@@ -71,6 +71,8 @@ def _error_line(item: BatchItem, error: BaseException) -> dict[str, object]:
         "error": " ".join(str(error).split()),
         "error_type": type(error).__name__,
     }
+    if isinstance(error, JobFailedError | JobCancelledError):
+        line["status"] = "failed" if isinstance(error, JobFailedError) else "cancelled"
     request_id = getattr(error, "request_id", None)
     if request_id:
         line["request_id"] = request_id

@@ -15,8 +15,9 @@ import anyio
 
 from .._errors import WaitTimeoutError
 from .._events import Cancelled, Completed, Failed, Queued
-from .._wire import JobState
+from .._wire import JobState, Status
 from ._args import UsageError, parse_inputs
+from ._dest import check_destination
 from ._download import download_result
 from ._exit import ExitCode
 from ._render import (
@@ -25,6 +26,7 @@ from ._render import (
     event_line,
     result_json,
     say,
+    state_word,
     to_json,
     warn,
 )
@@ -101,7 +103,12 @@ async def _finish(ctx: Context, client: Client, result: Result, out: Path | None
                 say(url)
         return
     paths = await download_result(
-        client, result, out, show_progress=not ctx.json, overwrite=ctx.args.overwrite
+        client,
+        result,
+        out,
+        show_progress=not ctx.json,
+        overwrite=ctx.args.overwrite,
+        keep_both=ctx.args.command == "run",  # paid already: never fail on a taken name
     )
     if ctx.json:
         emit_json({"event": "downloaded", "request_id": result.request_id, "files": paths})
@@ -119,6 +126,8 @@ async def cmd_run(ctx: Context) -> int:
     """
     args = ctx.args
     inputs = parse_inputs(args.inputs, args.inputs_json)
+    if args.out is not None:
+        check_destination(args.out)  # before the job is paid for, not after
     async with ctx.client(include_cost=True) as client:
         # A Ctrl-C while the POST is on the wire must not lose the job it may create:
         # finish the submit (bounded by the client's timeouts), then cancel below.
@@ -166,14 +175,26 @@ async def cmd_submit(ctx: Context) -> int:
 
 
 async def cmd_status(ctx: Context) -> int:
-    """Print a job's status once."""
+    """Print a job's status once, in the CLI's words (a finished job's outcome included)."""
     async with ctx.client() as client:
-        status = await _handle(client, ctx.args.request_id).status()
+        handle = _handle(client, ctx.args.request_id)
+        status = await handle.status()
+        state = status.state
+        if state is JobState.COMPLETED:  # /status cannot tell success from failure
+            state = (await handle.result()).status
+    word = state_word(state)
     if ctx.json:
-        emit_json({**to_json(status), "state": status.state})
+        emit_json(
+            {
+                "request_id": status.request_id,
+                "status": word,
+                "queue_position": status.queue_position,
+                "server_status": status.status,
+            }
+        )
     else:
         where = f" (position {status.queue_position})" if status.queue_position else ""
-        say(f"{status.state}{where}")
+        say(f"{word}{where}")
     return ExitCode.OK
 
 
@@ -182,7 +203,7 @@ def _show_result(ctx: Context, result: Result) -> None:
         emit_json(result_json(result))
         return
     cost = f", ${result.cost:.2f}" if result.cost is not None else ""
-    warn(f"request {result.request_id}: {result.status}{cost}")
+    warn(f"request {result.request_id}: {state_word(result.status)}{cost}")
     if result.status is JobState.FAILED:
         warn(f"error: {result.error_text or 'no error given'}")
     for url in result.output.urls if result.output else ():
@@ -199,17 +220,46 @@ async def cmd_result(ctx: Context) -> int:
     return ExitCode.OK
 
 
+def _not_cancelled(request_id: str, outcome: str, state: JobState) -> str:
+    """Why a cancel did not cancel, and what to do about it, as one sentence."""
+    if state in (JobState.SUCCEEDED, JobState.COMPLETED, JobState.FAILED):
+        return (
+            f"request {request_id} was not cancelled: it has already finished "
+            f"({state_word(state)}); `runcomfy result {request_id}` shows it"
+        )
+    if outcome.lower() == "cancellation_requested":
+        return (
+            f"request {request_id}: the cancel was requested but not confirmed; "
+            f"`runcomfy status {request_id}` tells whether it took"
+        )
+    return (
+        f"request {request_id} was not cancelled ({outcome}): it is already running, and "
+        "only queued jobs can be cancelled; it will finish and be billed "
+        f"(`runcomfy watch {request_id}` follows it)"
+    )
+
+
 async def cmd_cancel(ctx: Context) -> int:
-    """Ask the server to cancel a job."""
+    """Ask the server to cancel a job; exit 1 when it was not cancelled."""
     async with ctx.client() as client:
         answer = await _handle(client, ctx.args.request_id).cancel()
+    state = Status(answer.request_id, answer.status or "").state
+    word = "cancelled" if answer.cancelled else state_word(state)
+    message = None if answer.cancelled else _not_cancelled(answer.request_id, answer.outcome, state)
     if ctx.json:
-        emit_json({**to_json(answer), "cancelled": answer.cancelled})
-    elif answer.cancelled:
-        say(f"cancelled {answer.request_id}")
+        line = {
+            "request_id": answer.request_id,
+            "cancelled": answer.cancelled,
+            "status": word,
+            "outcome": answer.outcome,
+            "server_status": answer.status,
+        }
+        emit_json({**line, "message": message} if message else line)
+    elif message is None:
+        say(f"cancelled {answer.request_id}; nothing is billed for it")
     else:
-        say(f"not cancelled {answer.request_id}: {answer.outcome} (only queued jobs can be)")
-    return ExitCode.OK
+        warn(f"error: {message}")
+    return ExitCode.OK if message is None else ExitCode.JOB_FAILED
 
 
 async def cmd_watch(ctx: Context) -> int:
