@@ -272,3 +272,43 @@ async def test_interrupted_batch_prints_the_command_to_resume(
     else:
         assert "without --journal a rerun submits every line again" in err
         assert f"{rerun} --journal runcomfy-batch.db" in err
+
+
+# --- models --search / --category -----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("env")
+async def test_models_search_pages_through_the_catalog(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--search lists every match across pages, in text and JSON; no match says so."""
+    for n in range(60):  # more than one page of 50
+        sim.register_model(f"acme/probe-{n:02d}/text-to-image")
+    assert await cli("models", "--search", "PROBE", "--json") == 0
+    found = json_lines(capsys.readouterr().out)
+    assert [line["model_id"] for line in found] == [
+        f"acme/probe-{n:02d}/text-to-image" for n in range(60)
+    ]
+    assert sim.count("models") == 2 and "input_schema" not in found[0]
+    assert await cli("models", "--search", "wan 2.5") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{WAN25}  Wan 2.5 Image to Video  ($0.05 per second)  [video,")
+    assert await cli("models", "--search", "no-such-thing") == 0
+    captured = capsys.readouterr()
+    assert (
+        captured.out == "" and "no catalog entry matches --search 'no-such-thing'" in captured.err
+    )
+
+
+@pytest.mark.usefixtures("env")
+async def test_models_category_with_schema(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--category audio lists the audio model; --schema fetches its schema and shows inputs."""
+    assert await cli("models", "--category", "audio", "--schema") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("acme/tone-voice/text-to-audio  Tone Voice Text to Audio")
+    assert "inputs: prompt*, duration, voice" in out and '"enum"' in out
+    assert sim.count("model") == 1
+    assert await cli("models", WAN25, "--search", "x") == ExitCode.USAGE
+    assert "not both" in one_error_line(capsys.readouterr().err)

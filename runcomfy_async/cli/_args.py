@@ -250,8 +250,19 @@ def _add_batch(sub: _Sub) -> None:
 
 
 def _add_catalog_and_simulator(sub: _Sub) -> None:
-    p = sub("models", "show catalog entries (default: the models this package knows)")
+    p = sub(
+        "models",
+        "show or search catalog entries (default: the models this package knows)",
+        "Show catalog entries: price, categories and inputs (* required). Give model ids, "
+        "or search the whole catalog with --search and/or --category.",
+    )
     p.add_argument("model_ids", metavar="MODEL", nargs="*")
+    p.add_argument(
+        "--search", metavar="TEXT", help="list every entry whose id or name contains TEXT"
+    )
+    p.add_argument(
+        "--category", metavar="NAME", help="list every entry in this category, e.g. video"
+    )
     p.add_argument("--schema", action="store_true", help="also print each input schema")
 
     p = sub(

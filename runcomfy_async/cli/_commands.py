@@ -8,7 +8,8 @@ code in :func:`runcomfy_async.cli.main`.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .._events import Event
     from .._handle import RequestHandle
     from .._run import ExitCancel
-    from .._wire import Result
+    from .._wire import ModelInfo, Result
     from ._context import Context
 
 __all__ = ["COMMANDS", "Command"]
@@ -287,31 +288,59 @@ def _known_models() -> list[str]:
     return [Wan25ImageToVideo.model_id, Wan22ImageToVideo.model_id]
 
 
+async def _entries(ctx: Context, client: Client) -> AsyncGenerator[ModelInfo, None]:
+    """The entries to show: a catalog search, the ids given, or the built-in models."""
+    args = ctx.args
+    if args.search is None and args.category is None:
+        for model_id in args.model_ids or _known_models():
+            yield await client.model_info(model_id)
+        return
+    async for info in client.list_models(search=args.search, category=args.category):
+        # A listing carries no schemas; --schema fetches each entry (cached per session).
+        yield await client.model_info(info.model_id) if args.schema else info
+
+
+def _show_model(ctx: Context, info: ModelInfo) -> None:
+    if ctx.json:
+        data = to_json(info)
+        if not ctx.args.schema:
+            data.pop("input_schema", None)
+        emit_json(data)
+        return
+    price = (
+        f"${info.base_price_usd:g} per {info.price_unit or 'run'}"
+        if info.base_price_usd is not None
+        else "price not listed"
+    )
+    where = f"  [{', '.join(info.categories)}]" if info.categories else ""
+    say(f"{info.model_id}  {info.display_name or ''}  ({price}){where}")
+    props = info.input_schema.get("properties", {})
+    required = set(info.input_schema.get("required", ()))
+    if isinstance(props, dict) and props:
+        names = [f"{name}{'*' if name in required else ''}" for name in props]
+        say(f"  inputs: {', '.join(names)}  (* required)")
+    if ctx.args.schema:
+        say(json.dumps(info.input_schema, indent=2))
+
+
 async def cmd_models(ctx: Context) -> int:
-    """Print catalog entries: display name, price, and optionally the input schema."""
-    ids = ctx.args.model_ids or _known_models()
-    async with ctx.client() as client:
-        infos = [await client.model_info(model_id) for model_id in ids]
-    for info in infos:
-        if ctx.json:
-            data = to_json(info)
-            if not ctx.args.schema:
-                data.pop("input_schema", None)
-            emit_json(data)
-            continue
-        price = (
-            f"${info.base_price_usd:g} per {info.price_unit or 'run'}"
-            if info.base_price_usd is not None
-            else "price not listed"
+    """Print catalog entries: display name, price, categories, optionally the input schema."""
+    args = ctx.args
+    searching = args.search is not None or args.category is not None
+    if searching and args.model_ids:
+        raise UsageError("give model ids or --search/--category, not both")
+    shown = 0
+    async with ctx.client() as client, aclosing(_entries(ctx, client)) as entries:
+        async for info in entries:
+            _show_model(ctx, info)
+            shown += 1
+    if searching and not shown:
+        asked = " and ".join(
+            f"--{name} {value!r}"
+            for name, value in (("search", args.search), ("category", args.category))
+            if value is not None
         )
-        say(f"{info.model_id}  {info.display_name or ''}  ({price})")
-        props = info.input_schema.get("properties", {})
-        required = set(info.input_schema.get("required", ()))
-        if isinstance(props, dict):
-            names = [f"{name}{'*' if name in required else ''}" for name in props]
-            say(f"  inputs: {', '.join(names)}  (* required)")
-        if ctx.args.schema:
-            say(json.dumps(info.input_schema, indent=2))
+        warn(f"no catalog entry matches {asked}")
     return ExitCode.OK
 
 
