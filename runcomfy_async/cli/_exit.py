@@ -39,7 +39,7 @@ class ExitCode(enum.IntEnum):
 EXIT_CODES_HELP: Final = """\
 exit codes:
   0    success
-  1    a job failed or was cancelled
+  1    a job failed or was cancelled, or a cancel did not cancel
   2    usage error: bad arguments, no API token, an unknown model, or inputs refused
        locally (nothing sent)
   3    the API, the network or the disk failed (a RunComfyError, or a file error)
