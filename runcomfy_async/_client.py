@@ -34,13 +34,14 @@ from ._prepare import prepare
 from ._retry import RetryHook
 from ._run import check_timeout
 from ._session import Session
+from ._spend import stop_at_limit
+from ._views import ClientViews
 from ._watch import wait, watch
 from ._wire import check_model_id, check_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
-    from typing import Self
 
     from ._download import DownloadProgress
     from ._events import Event
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 
-class Client:
+class Client(ClientViews):
     """An async session with RunComfy's Model API.
 
     Safe to share across thousands of concurrent tasks: connections, in-flight submits
@@ -69,6 +70,8 @@ class Client:
         include_cost: Ask for ``cost`` on every result.
         trust_env: Honour ``HTTP(S)_PROXY`` / ``NO_PROXY`` from the environment.
         on_retry: Called before every retry wait, for metrics.
+        spend_limit_usd: Refuse (``SpendLimitError``) a submit whose estimated price
+            would take ``spent_usd`` past this; ``prices_usd``: USD per job by model id.
 
     Raises:
         ValueError: No token, or a ``base_url`` that is not https (or loopback http).
@@ -87,6 +90,8 @@ class Client:
         include_cost: bool = False,
         trust_env: bool = True,
         on_retry: RetryHook | None = None,
+        spend_limit_usd: float | None = None,
+        prices_usd: Mapping[str, float] | None = None,
     ) -> None:
         self._s = Session(
             token=resolve_token(token),
@@ -99,42 +104,27 @@ class Client:
             include_cost=include_cost,
             trust_env=trust_env,
             on_retry=on_retry,
+            spend_limit_usd=spend_limit_usd,
+            prices_usd=prices_usd,
         )
         self._closed = False
 
-    @property
-    def base_url(self) -> str:
-        """The API origin calls go to."""
-        return self._s.transport.base_url
-
-    def __repr__(self) -> str:
-        return f"<Client base_url={self.base_url!r} {'closed' if self._closed else 'open'}>"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool and the journal; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._s.aclose()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the client is closed")
+    @overload
+    async def submit(
+        self, model: ModelInput, inputs: None = None, *, price_usd: float | None = None
+    ) -> RequestHandle: ...
 
     @overload
-    async def submit(self, model: ModelInput, inputs: None = None) -> RequestHandle: ...
-
-    @overload
-    async def submit(self, model: str, inputs: Mapping[str, object]) -> RequestHandle: ...
+    async def submit(
+        self, model: str, inputs: Mapping[str, object], *, price_usd: float | None = None
+    ) -> RequestHandle: ...
 
     async def submit(
-        self, model: str | ModelInput, inputs: Mapping[str, object] | None = None
+        self,
+        model: str | ModelInput,
+        inputs: Mapping[str, object] | None = None,
+        *,
+        price_usd: float | None = None,
     ) -> RequestHandle:
         """Submit one job (one POST) and return its handle.
 
@@ -143,9 +133,11 @@ class Client:
                 input from :mod:`runcomfy_async.models` (then ``inputs`` is omitted).
             inputs: The model's inputs, for a model id. ``Path`` or ``bytes`` values are
                 checked and sent as ``data:`` URIs.
+            price_usd: The job's price under ``spend_limit_usd``, instead of the estimate.
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
+            SpendLimitError: Over ``spend_limit_usd``, or no price known; nothing was sent.
             SubmitUncertainError: The server may have created a job; not retried.
             APIStatusError: Refused, so nothing was created: ``BadRequestError`` (unknown
                 model, 400001), ``AuthenticationError``, ``InsufficientBalanceError``,
@@ -156,8 +148,7 @@ class Client:
         """
         self._check_open()
         model_id, body = await prepare(model, inputs)
-        response = await self._s.submitter.submit(model_id, body)
-        return RequestHandle(self, response.request_id, model_id)
+        return RequestHandle(self, await self._s.submit(model_id, body, price_usd), model_id)
 
     def handle(self, request_id: str, *, model_id: str | None = None) -> RequestHandle:
         """Rebuild a handle from a stored request id, with no I/O (ValueError if malformed)."""
@@ -331,6 +322,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result: ...
 
     @overload
@@ -343,6 +335,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result: ...
 
     async def run(
@@ -354,6 +347,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result:
         """Submit a job and wait for its result.
 
@@ -373,6 +367,7 @@ class Client:
             cancel_on_exit: Cancel a still-queued job when the wait is abandoned.
             on_uncertain: For a key journaled as possibly submitted: ``"raise"``
                 :class:`UncertainKeyError`, or ``"resubmit"`` (it may then run twice).
+            price_usd: The job's price under ``spend_limit_usd`` (see :meth:`submit`).
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
@@ -398,6 +393,7 @@ class Client:
             timeout=timeout,
             cancel_on_exit=cancel_on_exit,
             on_uncertain=on_uncertain,
+            price_usd=price_usd,
         )
 
     def map(
@@ -416,9 +412,10 @@ class Client:
         ``map(model_id, inputs)`` takes mappings for one model, ``map(typed_inputs)``
         typed inputs; either a plain or an async iterable, pulled lazily. Each item ends
         as a :class:`MapOutcome` (``index``, ``key``, ``result`` or ``error``): one
-        failing item never stops the others. Leaving the loop early stops submitting
-        and cancels the items under way (queued jobs remotely, unless
-        ``cancel_on_exit`` is False); ``contextlib.aclosing`` waits for that.
+        failing item never stops the others. Once ``spend_limit_usd`` refuses an item,
+        no later one is submitted: each ends carrying a ``SpendLimitError``. Leaving
+        the loop early stops submitting and cancels the items under way (queued jobs
+        remotely, unless ``cancel_on_exit`` is False); ``contextlib.aclosing`` waits.
 
         Args:
             model: A model id, or the typed inputs (then ``inputs`` is omitted).
@@ -438,7 +435,7 @@ class Client:
         """
         self._check_open()
         return map_runs(
-            self.run,
+            stop_at_limit(self.run, self._s.ledger),
             model,
             inputs,
             concurrency=concurrency,

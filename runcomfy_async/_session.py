@@ -1,9 +1,15 @@
-"""The parts one client session shares, built once from its options.
+"""The parts one client session shares, built once from its options; and its views.
 
 One transport (the connection pool), one set of routes with its retry policy and 429
-pause, one poll scheduler, one runner, one catalog cache and, with a journal, the keyed
-runs. :class:`~runcomfy_async.Client` holds one and hands each call to the part it
-concerns.
+pause, one poll scheduler, one runner, one catalog cache, one spend ledger and, with a
+journal, the keyed runs. :class:`~runcomfy_async.Client` holds one and hands each call
+to the part it concerns.
+
+A *view* (``client.with_options(...)``) is a Session over the same pool, catalog cache
+and ledger, with its own token, timeouts, retry policy or ``include_cost``. Rate-limit
+state (the 429 pause) and the poll budget belong to a token — limits are per account —
+so every token gets one of each, made on first use and shared by all views holding that
+token; one tenant's 429s never slow another's polls.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ from ._journal import Journal
 from ._keyed import KeyedRuns, OnUncertain, check_key
 from ._poll_budget import PollScheduler
 from ._retry import Backpressure
-from ._routes import Routes
 from ._run import Runner
-from ._submit import Submitter
+from ._spend import PRICE_USD, SpendingSubmitter, SpendLedger, SpendRoutes, check_price
 from ._transport import Transport
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
     from ._retry import RetryHook
     from ._wire import Result
@@ -45,27 +52,84 @@ class Session:
         include_cost: bool,
         trust_env: bool,
         on_retry: RetryHook | None,
+        spend_limit_usd: float | None = None,
+        prices_usd: Mapping[str, float] | None = None,
     ) -> None:
-        self.transport = Transport(
-            token=token, base_url=base_url, timeouts=timeouts, limits=limits, trust_env=trust_env
-        )
-        self.routes = Routes(
-            self.transport,
+        self.ledger = SpendLedger(spend_limit_usd, prices_usd)
+        self._polling, self._limits, self._on_retry = polling, limits, on_retry
+        self._per_token: dict[str, tuple[Backpressure, PollScheduler]] = {}
+        self.root: Session | None = None
+        self.closed = False
+        self._assemble(
+            token,
+            Transport(
+                token=token,
+                base_url=base_url,
+                timeouts=timeouts,
+                limits=limits,
+                trust_env=trust_env,
+            ),
             retry=retry,
-            backpressure=Backpressure(),
             include_cost=include_cost,
-            on_retry=on_retry,
         )
-        self.scheduler = PollScheduler(polling, backpressure=self.routes.backpressure)
-        self.submitter = Submitter(self.routes, max_in_flight=limits.max_submits_in_flight)
-        self.runner = Runner(self.submitter, self.routes, self.scheduler)
-        self.catalog = Catalog(self.routes)
         # The journal file is opened by its first keyed run, not here (no I/O in __init__).
         self.keyed = (
             None
             if journal is None
             else KeyedRuns(Journal(journal), self.runner, max_submits=limits.max_submits_in_flight)
         )
+
+    def _assemble(
+        self, token: str, transport: Transport, *, retry: RetryPolicy, include_cost: bool
+    ) -> None:
+        """Build the per-view parts over ``transport``, with ``token``'s budget and 429 state."""
+        root = self.root or self
+        parts = root._per_token.get(token)
+        if parts is None:
+            backpressure = Backpressure()
+            parts = (backpressure, PollScheduler(root._polling, backpressure=backpressure))
+            root._per_token[token] = parts
+        self.token = token
+        self.transport = transport
+        self.routes = SpendRoutes(
+            transport,
+            retry=retry,
+            backpressure=parts[0],
+            include_cost=include_cost,
+            on_retry=root._on_retry,
+            ledger=root.ledger,
+        )
+        self.scheduler = parts[1]
+        self.catalog = Catalog(self.routes)  # a view's fetches carry the view's token …
+        if self.root is not None:  # … into the one cache of the session
+            self.catalog._entries = self.root.catalog._entries
+        self.submitter = SpendingSubmitter(
+            self.routes,
+            max_in_flight=root._limits.max_submits_in_flight,
+            ledger=root.ledger,
+            catalog=self.catalog,
+        )
+        self.runner = Runner(self.submitter, self.routes, self.scheduler)
+
+    def view(
+        self,
+        *,
+        token: str | None,
+        include_cost: bool | None,
+        timeouts: Timeouts | None,
+        retry: RetryPolicy | None,
+    ) -> Session:
+        """A view over this session's pool, catalog cache and ledger, with other settings."""
+        root = self.root or self
+        view = object.__new__(Session)
+        view.root, view.ledger, view.keyed, view.closed = root, root.ledger, None, False
+        view._assemble(
+            self.token if token is None else token,
+            self.transport.derive(token=token, timeouts=timeouts),
+            retry=self.routes.retry if retry is None else retry,
+            include_cost=self.routes.include_cost if include_cost is None else include_cost,
+        )
+        return view
 
     def check_key(self, key: str | None) -> None:
         """Refuse a key this session cannot honour, before any work is done.
@@ -74,6 +138,8 @@ class Session:
             ValueError: A key without a journal, or an empty key.
         """
         if key is not None:
+            if self.root is not None:
+                raise ValueError("run(key=...) goes through the client, not a with_options view")
             if self.keyed is None:
                 raise ValueError("run(key=...) needs Client(journal=...)")
             check_key(key)
@@ -87,23 +153,40 @@ class Session:
         timeout: float | None,
         cancel_on_exit: bool,
         on_uncertain: OnUncertain,
+        price_usd: float | None = None,
     ) -> Result:
-        """Run one job: keyed over the journal when a key is given, else plainly."""
-        if key is None or self.keyed is None:
-            return await self.runner.run(
-                model_id, body, timeout=timeout, cancel_on_exit=cancel_on_exit
+        """Run one job: keyed over the journal when a key is given, else plainly.
+
+        ``price_usd`` replaces the job's estimate under a spend limit.
+        """
+        reset = PRICE_USD.set(check_price(price_usd))
+        try:
+            if key is None or self.keyed is None:
+                return await self.runner.run(
+                    model_id, body, timeout=timeout, cancel_on_exit=cancel_on_exit
+                )
+            return await self.keyed.run(
+                model_id,
+                body,
+                key=key,
+                timeout=timeout,
+                cancel_on_exit=cancel_on_exit,
+                on_uncertain=on_uncertain,
             )
-        return await self.keyed.run(
-            model_id,
-            body,
-            key=key,
-            timeout=timeout,
-            cancel_on_exit=cancel_on_exit,
-            on_uncertain=on_uncertain,
-        )
+        finally:
+            PRICE_USD.reset(reset)
+
+    async def submit(self, model_id: str, body: dict[str, object], price_usd: float | None) -> str:
+        """Submit one job (see :meth:`run` for ``price_usd``); return its request id."""
+        reset = PRICE_USD.set(check_price(price_usd))
+        try:
+            return (await self.submitter.submit(model_id, body)).request_id
+        finally:
+            PRICE_USD.reset(reset)
 
     async def aclose(self) -> None:
-        """Close the connection pool, then the journal."""
+        """Close the connection pool, then the journal (a view's: nothing shared)."""
+        self.closed = True
         await self.transport.aclose()
         if self.keyed is not None:
             await self.keyed.journal.aclose()
