@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
+import anyio
 import pytest
 
 from runcomfy_async import (
+    TOKEN_ENV,
     Client,
-    PollPolicy,
     InsufficientBalanceError,
     JobState,
     NotFoundError,
+    PollPolicy,
     SpendLimitError,
     SubmitUncertainError,
 )
+from runcomfy_async.cli import main
+from runcomfy_async.cli._args import BASE_URL_ENV
 from runcomfy_async.testing import Fault, JobScript, Simulator
 
 from .conftest import FAST_RETRY, GOOD_INPUTS, WAN25
@@ -138,7 +144,7 @@ async def test_run_cancelled_by_timeout_frees_it(sim: Simulator) -> None:
     sim.script_next(JobScript(queue_polls=10_000))
     async with _client(sim, 0.25) as c:
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.3):
+            async with asyncio.timeout(0.05):
                 await c.run(WAN25, GOOD_INPUTS)
         assert sim.count("cancel") == 1 and c.spent_usd == 0
 
@@ -188,6 +194,7 @@ async def test_bad_prices_are_refused_at_once(sim: Simulator) -> None:
 
 async def test_map_stops_at_the_limit(sim: Simulator) -> None:
     """map() submits what the limit allows; every other item carries SpendLimitError."""
+    sim.script_next(JobScript(queue_polls=0, run_polls=0), count=10)
     async with _client(sim, 3 * WAN25_JOB) as c:
         outcomes = [o async for o in c.map(WAN25, [GOOD_INPUTS] * 10, concurrency=2)]
     assert len(outcomes) == 10
@@ -208,3 +215,26 @@ async def test_without_a_limit_nothing_changes(sim: Simulator) -> None:
     async with _client(sim, None, include_cost=True) as c:
         await c.run(WAN25, GOOD_INPUTS)
         assert c.spent_usd == pytest.approx(0.25)
+
+
+async def test_cli_batch_max_spend_stops_and_prints_the_total(
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """runcomfy batch --max-spend submits what fits, marks the rest, prints the total."""
+    monkeypatch.setenv(TOKEN_ENV, sim.token)
+    monkeypatch.setenv(BASE_URL_ENV, sim.url)
+    sim.script_next(JobScript(queue_polls=0, run_polls=0), count=5)
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("\n".join([json.dumps(GOOD_INPUTS)] * 5))
+    code = await anyio.to_thread.run_sync(
+        main, ["batch", WAN25, str(inputs), "--concurrency", "1", "--max-spend", "0.5"]
+    )
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
+    assert sum(line["ok"] for line in lines) == 2 and len(lines) == 5
+    assert {line.get("error_type") for line in lines if not line["ok"]} == {"SpendLimitError"}
+    assert "spent $0.5000 of --max-spend $0.5" in captured.err
+    assert code != 0 and sim.count("submit") == 2
