@@ -36,7 +36,7 @@ from ._run import check_timeout
 from ._session import Session
 from ._spend import stop_at_limit
 from ._views import ClientViews
-from ._watch import wait, watch
+from ._watch import watch
 from ._wire import check_model_id, check_request_id
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class Client(ClientViews):
         on_retry: Called before every retry wait, for metrics.
         spend_limit_usd: Refuse (``SpendLimitError``) a submit whose estimated price
             would take ``spent_usd`` past this; ``prices_usd``: USD per job by model id.
+        tracer_provider: For the ``runcomfy.run`` spans (default: OpenTelemetry's global
+            one, when ``opentelemetry-api`` is installed); ``meter_provider``: metrics.
 
     Raises:
         ValueError: No token, or a ``base_url`` that is not https (or loopback http).
@@ -92,6 +94,8 @@ class Client(ClientViews):
         on_retry: RetryHook | None = None,
         spend_limit_usd: float | None = None,
         prices_usd: Mapping[str, float] | None = None,
+        tracer_provider: object = None,
+        meter_provider: object = None,
     ) -> None:
         self._s = Session(
             token=resolve_token(token),
@@ -106,6 +110,8 @@ class Client(ClientViews):
             on_retry=on_retry,
             spend_limit_usd=spend_limit_usd,
             prices_usd=prices_usd,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
         self._closed = False
 
@@ -304,13 +310,7 @@ class Client(ClientViews):
         """
         self._check_open()
         check_timeout(timeout)
-        return await wait(
-            self._s.routes,
-            self._s.scheduler,
-            check_request_id(request_id),
-            model_id=model_id,
-            timeout=timeout,
-        )
+        return await self._s.wait(check_request_id(request_id), model_id, timeout)
 
     @overload
     async def run(

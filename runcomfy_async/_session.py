@@ -20,17 +20,19 @@ from typing import TYPE_CHECKING
 from ._catalog import Catalog
 from ._journal import Journal
 from ._keyed import KeyedRuns, OnUncertain, check_key
+from ._otel import make_telemetry
 from ._poll_budget import PollScheduler
 from ._retry import Backpressure
 from ._run import Runner
 from ._spend import PRICE_USD, SpendingSubmitter, SpendLedger, SpendRoutes, check_price
 from ._transport import Transport
+from ._watch import wait
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
-    from ._retry import RetryHook
+    from ._retry import RetryEvent, RetryHook
     from ._wire import Result
 
 __all__ = ["Session"]
@@ -54,9 +56,14 @@ class Session:
         on_retry: RetryHook | None,
         spend_limit_usd: float | None = None,
         prices_usd: Mapping[str, float] | None = None,
+        tracer_provider: object = None,
+        meter_provider: object = None,
     ) -> None:
         self.ledger = SpendLedger(spend_limit_usd, prices_usd)
+        self.telemetry = make_telemetry(tracer_provider, meter_provider)
         self._polling, self._limits, self._on_retry = polling, limits, on_retry
+        if self.telemetry is not None:
+            self._on_retry = _both(self.telemetry.on_retry, on_retry)
         self._per_token: dict[str, tuple[Backpressure, PollScheduler]] = {}
         self.root: Session | None = None
         self.closed = False
@@ -91,6 +98,8 @@ class Session:
             root._per_token[token] = parts
         self.token = token
         self.transport = transport
+        if root.telemetry is not None:
+            transport.on_response = root.telemetry.on_response
         self.routes = SpendRoutes(
             transport,
             retry=retry,
@@ -123,6 +132,7 @@ class Session:
         root = self.root or self
         view = object.__new__(Session)
         view.root, view.ledger, view.keyed, view.closed = root, root.ledger, None, False
+        view.telemetry = root.telemetry
         view._assemble(
             self.token if token is None else token,
             self.transport.derive(token=token, timeouts=timeouts),
@@ -160,7 +170,8 @@ class Session:
         ``price_usd`` replaces the job's estimate under a spend limit.
         """
         reset = PRICE_USD.set(check_price(price_usd))
-        try:
+
+        async def run() -> Result:
             if key is None or self.keyed is None:
                 return await self.runner.run(
                     model_id, body, timeout=timeout, cancel_on_exit=cancel_on_exit
@@ -173,8 +184,25 @@ class Session:
                 cancel_on_exit=cancel_on_exit,
                 on_uncertain=on_uncertain,
             )
+
+        try:
+            if self.telemetry is None:
+                return await run()
+            return await self.telemetry.traced(model_id, None, run)
         finally:
             PRICE_USD.reset(reset)
+
+    async def wait(self, request_id: str, model_id: str | None, timeout: float | None) -> Result:
+        """Wait for a job (``Client.wait``), in a ``runcomfy.run`` span with telemetry."""
+
+        async def waiting() -> Result:
+            return await wait(
+                self.routes, self.scheduler, request_id, model_id=model_id, timeout=timeout
+            )
+
+        if self.telemetry is None:
+            return await waiting()
+        return await self.telemetry.traced(model_id, request_id, waiting)
 
     async def submit(self, model_id: str, body: dict[str, object], price_usd: float | None) -> str:
         """Submit one job (see :meth:`run` for ``price_usd``); return its request id."""
@@ -190,3 +218,14 @@ class Session:
         await self.transport.aclose()
         if self.keyed is not None:
             await self.keyed.journal.aclose()
+
+
+def _both(first: RetryHook, second: RetryHook | None) -> RetryHook:
+    if second is None:
+        return first
+
+    def hook(event: RetryEvent) -> None:
+        first(event)
+        second(event)
+
+    return hook

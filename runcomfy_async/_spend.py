@@ -21,19 +21,21 @@ from __future__ import annotations
 import contextvars
 import itertools
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
 from ._errors import RunComfyError, SpendLimitError, SubmitUncertainError
+from ._otel import FACTS
 from ._routes import Routes
 from ._submit import Submitter
 from ._wire import JobState
 
 if TYPE_CHECKING:
     from ._catalog import Catalog
-    from ._wire import CancelResult, ModelInfo, Result, SubmitResponse
+    from ._wire import CancelResult, ModelInfo, Result, Status, SubmitResponse
 
 __all__ = [
     "PRICE_USD",
@@ -228,7 +230,11 @@ class SpendLedger:
 
 
 class SpendRoutes(Routes):
-    """Routes that settle the ledger from results and cancels (one per token and view)."""
+    """Routes that settle the ledger from results and cancels (one per token and view).
+
+    They also tell the run under way (telemetry's :data:`~._otel.FACTS`, when on) of
+    each status poll.
+    """
 
     def __init__(self, *args: Any, ledger: SpendLedger, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -241,6 +247,13 @@ class SpendRoutes(Routes):
         result = await super().result(request_id, include_cost=include_cost)
         ledger.settle(request_id, result)
         return result
+
+    async def poll_status(self, request_id: str) -> Status:
+        status = await super().poll_status(request_id)
+        facts = FACTS.get()
+        if facts is not None:
+            facts.saw(status)
+        return status
 
     async def cancel(self, request_id: str) -> CancelResult:
         answer = await super().cancel(request_id)
@@ -283,7 +296,7 @@ class SpendingSubmitter(Submitter):
         if not ledger.limited:
             response = await super().submit(model_id, inputs)
             ledger.track(response.request_id)
-            return response
+            return _told(response)
         estimate: float | str | None = PRICE_USD.get()
         if estimate is None:
             estimate = ledger.prices_usd.get(model_id)
@@ -302,7 +315,15 @@ class SpendingSubmitter(Submitter):
             ledger.keep(ticket)  # cancelled: a POST on the wire may have created a job
             raise
         ledger.bind(ticket, response.request_id)
-        return response
+        return _told(response)
+
+
+def _told(response: SubmitResponse) -> SubmitResponse:
+    facts = FACTS.get()
+    if facts is not None:
+        facts.request_id = response.request_id
+        facts.submitted = time.monotonic()
+    return response
 
 
 def stop_at_limit(

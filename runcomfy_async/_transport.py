@@ -16,7 +16,7 @@ import copy
 import email.utils
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Final
 
@@ -40,6 +40,7 @@ from ._errors import (
     ReadTimeoutError,
     RequestTimeoutError,
     ServerError,
+    TransportError,
     UnexpectedResponseError,
 )
 from ._urls import check_base_url
@@ -261,6 +262,8 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._owner: Transport | None = None  # set on a view: the pool is the owner's
+        #: Told of every API answer's route and status (0: none arrived); telemetry.
+        self.on_response: Callable[[str, int], None] | None = None
         self._set_timeouts(timeouts)
 
     def _set_timeouts(self, timeouts: Timeouts) -> None:
@@ -341,21 +344,28 @@ class Transport:
         headers = {"Authorization": self._auth}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        with _mapped(route, request_id):
-            async with session.request(
-                method,
-                url,
-                data=body,
-                params=params,
-                headers=headers,
-                allow_redirects=False,
-                proxy=self._api_proxy,
-                timeout=self._api_timeout,  # a view's own, on the shared session
-            ) as resp:
-                payload = await _read_capped(resp, route, request_id)
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                location = resp.headers.get("Location")
+        try:
+            with _mapped(route, request_id):
+                async with session.request(
+                    method,
+                    url,
+                    data=body,
+                    params=params,
+                    headers=headers,
+                    allow_redirects=False,
+                    proxy=self._api_proxy,
+                    timeout=self._api_timeout,  # a view's own, on the shared session
+                ) as resp:
+                    payload = await _read_capped(resp, route, request_id)
+                    status = resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    location = resp.headers.get("Location")
+        except TransportError:
+            if self.on_response is not None:
+                self.on_response(route, 0)
+            raise
+        if self.on_response is not None:
+            self.on_response(route, status)
         if 200 <= status < 300:
             # The substring test keeps the common success path free of a second decode.
             if _ERROR_CODE_MARK not in payload:
