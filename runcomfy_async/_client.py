@@ -1,10 +1,8 @@
 """The session users hold: lifecycle and wiring only.
 
-Policy lives elsewhere — routes in ``_routes``, the submit in ``_submit``, polling in
-``_poll_plan`` and ``_poll_budget``, transitions in ``_watch``, submit-and-wait in
-``_run``, keyed runs in ``_keyed``, bulk runs in ``_map``, downloads in ``_download``,
-the catalog in ``_catalog`` — and :class:`Client` connects them, so each stays small
-and testable. Each method checks the session is open and hands over to one of them.
+Policy lives in the modules :class:`~runcomfy_async._session.Session` builds (routes,
+submit, polling, watch, run, keyed runs, map, downloads, catalog, input checks); each
+method checks the session is open and hands over to one of them.
 """
 
 from __future__ import annotations
@@ -13,36 +11,25 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, overload
 
-from ._config import (
-    DEFAULT_BASE_URL,
-    DEFAULT_LIMITS,
-    DEFAULT_POLLING,
-    DEFAULT_RETRY,
-    DEFAULT_TIMEOUTS,
-    Limits,
-    PollPolicy,
-    RetryPolicy,
-    Timeouts,
-    resolve_token,
-)
+from ._config import DEFAULT_LIMITS, DEFAULT_POLLING, DEFAULT_RETRY, DEFAULT_TIMEOUTS
 from ._download import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES
 from ._download import download as download_files
 from ._handle import RequestHandle
 from ._keyed import OnUncertain
 from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, map_runs
-from ._prepare import prepare
 from ._retry import RetryHook
 from ._run import check_timeout
 from ._session import Session
 from ._spend import stop_at_limit
 from ._views import ClientViews
 from ._watch import watch
-from ._wire import check_model_id, check_request_id
+from ._wire import check_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
     from ._download import DownloadProgress
     from ._events import Event
     from ._output import Output
@@ -59,9 +46,10 @@ class Client(ClientViews):
     and the status poll rate are bounded per session. ``async with Client() as c:``.
 
     Args:
-        token: The API token (default: ``$RUNCOMFY_API_TOKEN``); never shown in a repr,
-            log line or error, and sent only to ``base_url``'s host.
-        base_url: The API origin. Plain ``http://`` is refused except to loopback.
+        token: The API token (default: ``$RUNCOMFY_API_TOKEN``, else the file named by
+            ``$RUNCOMFY_API_TOKEN_FILE``); never shown, sent only to ``base_url``'s host.
+        base_url: The API origin (default: ``$RUNCOMFY_BASE_URL``, else RunComfy's).
+            Plain ``http://`` is refused except to loopback.
         timeouts: Per-attempt HTTP timeouts (not the overall deadline of a wait).
         retry: How reads, cancels and provably-unsent submits are retried.
         polling: How status polls are paced and shared across jobs.
@@ -70,6 +58,8 @@ class Client(ClientViews):
         include_cost: Ask for ``cost`` on every result.
         trust_env: Honour ``HTTP(S)_PROXY`` / ``NO_PROXY`` from the environment.
         on_retry: Called before every retry wait, for metrics.
+        check_inputs: ``None``: dicts for the seed models get their typed class's checks;
+            ``True``: other models' too, by catalog schema; ``False``: none for dicts.
         spend_limit_usd: Refuse (``SpendLimitError``) a submit whose estimated price
             would take ``spent_usd`` past this; ``prices_usd``: USD per job by model id.
         tracer_provider: For the ``runcomfy.run`` spans (default: OpenTelemetry's global
@@ -83,7 +73,7 @@ class Client(ClientViews):
         self,
         token: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         polling: PollPolicy = DEFAULT_POLLING,
@@ -92,13 +82,14 @@ class Client(ClientViews):
         include_cost: bool = False,
         trust_env: bool = True,
         on_retry: RetryHook | None = None,
+        check_inputs: bool | None = None,
         spend_limit_usd: float | None = None,
         prices_usd: Mapping[str, float] | None = None,
         tracer_provider: object = None,
         meter_provider: object = None,
     ) -> None:
         self._s = Session(
-            token=resolve_token(token),
+            token=token,
             base_url=base_url,
             timeouts=timeouts,
             retry=retry,
@@ -108,6 +99,7 @@ class Client(ClientViews):
             include_cost=include_cost,
             trust_env=trust_env,
             on_retry=on_retry,
+            check_inputs=check_inputs,
             spend_limit_usd=spend_limit_usd,
             prices_usd=prices_usd,
             tracer_provider=tracer_provider,
@@ -153,7 +145,7 @@ class Client(ClientViews):
                 ``ConnectTimeoutError``.
         """
         self._check_open()
-        model_id, body = await prepare(model, inputs)
+        model_id, body = await self._s.prepare(model, inputs)
         return RequestHandle(self, await self._s.submit(model_id, body, price_usd), model_id)
 
     def handle(self, request_id: str, *, model_id: str | None = None) -> RequestHandle:
@@ -198,20 +190,30 @@ class Client(ClientViews):
         return await self._s.routes.cancel(check_request_id(request_id))
 
     async def model_info(self, model_id: str) -> ModelInfo:
-        """Fetch a model's catalog entry: display name, price, input schema.
+        """Fetch a model's catalog entry (price, input schema), once per session.
 
         Raises:
             BadRequestError: Unknown model (400001; some hosts answer ``NotFoundError``).
             TransportError: No answer, after retries; ``APIStatusError`` for another.
         """
         self._check_open()
-        return await self._s.routes.model_info(check_model_id(model_id))
+        return await self._s.catalog.info(model_id)
+
+    def list_models(
+        self, *, search: str | None = None, category: str | None = None
+    ) -> AsyncIterator[ModelInfo]:
+        """Iterate the catalog's entries (no schemas), paging by itself; filters optional.
+
+        Raises:
+            APIStatusError: The catalog refused; ``TransportError``: no answer.
+        """
+        self._check_open()
+        return self._s.catalog.list_models(search=search, category=category)
 
     async def check_inputs(self, model_id: str, inputs: Mapping[str, object]) -> None:
         """Check a plain mapping against the model's catalog schema, before paying.
 
-        The schema (fetched once per model per session) is applied locally: required
-        fields, types, enums, lengths, ranges and RunComfy's ``validations``.
+        The schema (fetched once per session) is applied locally, ``validations`` too.
 
         Raises:
             InputValidationError: A value breaks the schema (field, value and rule named).
@@ -233,15 +235,14 @@ class Client(ClientViews):
     ) -> list[Path]:
         """Download a job's output files into the directory ``dest``: all of them, or none.
 
-        Files stream to hidden temporary files, renamed into place only when all have
-        arrived whole; on any failure or cancellation no partial file is left. Storage
-        never gets the token; transient failures are retried, resuming with ``Range``.
+        Files stream to temporary files, renamed into place once all arrived whole (no
+        partial file is left); storage never gets the token; retries resume with Range.
 
         Args:
             result: A succeeded :class:`Result` (every ``output.urls``), an
                 :class:`Output`, or URLs (``https``; plain ``http`` only to loopback).
             dest: The directory, created when missing. Names come from each URL's last
-                path segment, made safe; ``-2``, ``-3`` … for duplicates.
+                path segment (else its output key), made safe; ``-2`` … for duplicates.
             concurrency: Files downloaded at once.
             max_bytes: Per-file size cap (default 2 GiB); ``None`` for none.
             overwrite: Replace existing files (else an existing one is an error).
@@ -253,9 +254,8 @@ class Client(ClientViews):
         Raises:
             ValueError: A result that did not succeed or has no output; a non-https URL.
             DownloadTooLargeError: A file is larger than ``max_bytes``.
-            NotFoundError: Storage answered 404 (an expired link); 403 is
-                ``PermissionDeniedError``, 429 ``RateLimitError``, 5xx ``ServerError``.
-            APIStatusError: Another error answer from storage.
+            NotFoundError: Storage answered 404 (an expired link); ``APIStatusError``
+                for another error answer (403, 429, 5xx after retries).
             TransportError: The connection failed, broke or timed out, after retries.
             FileExistsError: A target file exists and ``overwrite`` is False.
             OSError: ``dest`` or a file in it could not be written.
@@ -385,7 +385,7 @@ class Client(ClientViews):
         self._check_open()
         check_timeout(timeout)
         self._s.check_key(key)
-        model_id, body = await prepare(model, inputs)
+        model_id, body = await self._s.prepare(model, inputs)
         return await self._s.run(
             model_id,
             body,

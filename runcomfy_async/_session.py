@@ -15,13 +15,16 @@ token; one tenant's 429s never slow another's polls.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._catalog import Catalog
+from ._config import resolve_base_url, resolve_token
 from ._journal import Journal
 from ._keyed import KeyedRuns, OnUncertain, check_key
 from ._otel import make_telemetry
 from ._poll_budget import PollScheduler
+from ._prepare import prepare
 from ._retry import Backpressure
 from ._run import Runner
 from ._spend import PRICE_USD, SpendingSubmitter, SpendLedger, SpendRoutes, check_price
@@ -29,11 +32,10 @@ from ._transport import Transport
 from ._watch import wait
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
     from ._retry import RetryEvent, RetryHook
     from ._wire import Result
+    from .models import ModelInput
 
 __all__ = ["Session"]
 
@@ -44,8 +46,8 @@ class Session:
     def __init__(
         self,
         *,
-        token: str,
-        base_url: str,
+        token: str | None,
+        base_url: str | None,
         timeouts: Timeouts,
         retry: RetryPolicy,
         polling: PollPolicy,
@@ -54,6 +56,7 @@ class Session:
         include_cost: bool,
         trust_env: bool,
         on_retry: RetryHook | None,
+        check_inputs: bool | None = None,
         spend_limit_usd: float | None = None,
         prices_usd: Mapping[str, float] | None = None,
         tracer_provider: object = None,
@@ -61,17 +64,19 @@ class Session:
     ) -> None:
         self.ledger = SpendLedger(spend_limit_usd, prices_usd)
         self.telemetry = make_telemetry(tracer_provider, meter_provider)
+        self.check_inputs = check_inputs
         self._polling, self._limits, self._on_retry = polling, limits, on_retry
         if self.telemetry is not None:
             self._on_retry = _both(self.telemetry.on_retry, on_retry)
         self._per_token: dict[str, tuple[Backpressure, PollScheduler]] = {}
         self.root: Session | None = None
         self.closed = False
+        token = resolve_token(token)
         self._assemble(
             token,
             Transport(
                 token=token,
-                base_url=base_url,
+                base_url=resolve_base_url(base_url),
                 timeouts=timeouts,
                 limits=limits,
                 trust_env=trust_env,
@@ -132,7 +137,7 @@ class Session:
         root = self.root or self
         view = object.__new__(Session)
         view.root, view.ledger, view.keyed, view.closed = root, root.ledger, None, False
-        view.telemetry = root.telemetry
+        view.telemetry, view.check_inputs = root.telemetry, root.check_inputs
         view._assemble(
             self.token if token is None else token,
             self.transport.derive(token=token, timeouts=timeouts),
@@ -140,6 +145,22 @@ class Session:
             include_cost=self.routes.include_cost if include_cost is None else include_cost,
         )
         return view
+
+    async def prepare(
+        self, model: str | ModelInput, inputs: Mapping[str, object] | None
+    ) -> tuple[str, dict[str, object]]:
+        """The model id and checked body for ``submit(model, inputs)``, as this session checks.
+
+        Raises:
+            InputValidationError: Inputs refused locally; nothing was sent.
+            TypeError: A model id without inputs, or a typed input with separate inputs.
+            ValueError: A malformed model id.
+            APIStatusError: With ``check_inputs=True``, the catalog refused the model id.
+            TransportError: With ``check_inputs=True``, the catalog did not answer.
+        """
+        if self.check_inputs is False and isinstance(model, str) and inputs is not None:
+            return await prepare(model, inputs, builtin=False)
+        return await prepare(model, inputs, self.catalog if self.check_inputs else None)
 
     def check_key(self, key: str | None) -> None:
         """Refuse a key this session cannot honour, before any work is done.

@@ -126,6 +126,17 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a JSON object of inputs; '-' reads stdin",
     )
+    _add_no_check(parser)
+
+
+def _add_no_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="send inputs unchecked (default: check them locally first; nothing is sent "
+        "when they are refused)",
+    )
 
 
 _Sub = Callable[..., argparse.ArgumentParser]
@@ -217,6 +228,7 @@ def _add_batch(sub: _Sub) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="model id for every line")
     p.add_argument("input_file", metavar="INPUTS.jsonl", help="one job per line; '-' reads stdin")
+    _add_no_check(p)
     p.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="results JSONL (default: stdout)"
     )

@@ -83,6 +83,9 @@ class Context:
                 include_cost=include_cost,
                 journal=journal,
                 spend_limit_usd=spend_limit_usd,
+                # Commands that submit check inputs unless --no-check: any model, by its
+                # catalog schema, so a typo'd model id also fails before a job exists.
+                check_inputs=bool(getattr(self.args, "check", True)),
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
