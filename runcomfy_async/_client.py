@@ -20,13 +20,14 @@ from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, map_runs
 from ._retry import RetryHook
 from ._run import check_timeout
 from ._session import Session
-from ._watch import wait, watch
+from ._spend import stop_at_limit
+from ._views import ClientViews
+from ._watch import watch
 from ._wire import check_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
-    from typing import Self
 
     from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
     from ._download import DownloadProgress
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 
-class Client:
+class Client(ClientViews):
     """An async session with RunComfy's Model API.
 
     Safe to share across thousands of concurrent tasks: connections, in-flight submits
@@ -59,6 +60,10 @@ class Client:
         on_retry: Called before every retry wait, for metrics.
         check_inputs: ``None``: dicts for the seed models get their typed class's checks;
             ``True``: other models' too, by catalog schema; ``False``: none for dicts.
+        spend_limit_usd: Refuse (``SpendLimitError``) a submit whose estimated price
+            would take ``spent_usd`` past this; ``prices_usd``: USD per job by model id.
+        tracer_provider: For the ``runcomfy.run`` spans (default: OpenTelemetry's global
+            one, when ``opentelemetry-api`` is installed); ``meter_provider``: metrics.
 
     Raises:
         ValueError: No token, or a ``base_url`` that is not https (or loopback http).
@@ -78,6 +83,10 @@ class Client:
         trust_env: bool = True,
         on_retry: RetryHook | None = None,
         check_inputs: bool | None = None,
+        spend_limit_usd: float | None = None,
+        prices_usd: Mapping[str, float] | None = None,
+        tracer_provider: object = None,
+        meter_provider: object = None,
     ) -> None:
         self._s = Session(
             token=token,
@@ -91,42 +100,29 @@ class Client:
             trust_env=trust_env,
             on_retry=on_retry,
             check_inputs=check_inputs,
+            spend_limit_usd=spend_limit_usd,
+            prices_usd=prices_usd,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
         self._closed = False
 
-    @property
-    def base_url(self) -> str:
-        """The API origin calls go to."""
-        return self._s.transport.base_url
-
-    def __repr__(self) -> str:
-        return f"<Client base_url={self.base_url!r} {'closed' if self._closed else 'open'}>"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool and the journal; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._s.aclose()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the client is closed")
+    @overload
+    async def submit(
+        self, model: ModelInput, inputs: None = None, *, price_usd: float | None = None
+    ) -> RequestHandle: ...
 
     @overload
-    async def submit(self, model: ModelInput, inputs: None = None) -> RequestHandle: ...
-
-    @overload
-    async def submit(self, model: str, inputs: Mapping[str, object]) -> RequestHandle: ...
+    async def submit(
+        self, model: str, inputs: Mapping[str, object], *, price_usd: float | None = None
+    ) -> RequestHandle: ...
 
     async def submit(
-        self, model: str | ModelInput, inputs: Mapping[str, object] | None = None
+        self,
+        model: str | ModelInput,
+        inputs: Mapping[str, object] | None = None,
+        *,
+        price_usd: float | None = None,
     ) -> RequestHandle:
         """Submit one job (one POST) and return its handle.
 
@@ -135,9 +131,11 @@ class Client:
                 input from :mod:`runcomfy_async.models` (then ``inputs`` is omitted).
             inputs: The model's inputs, for a model id. ``Path`` or ``bytes`` values are
                 checked and sent as ``data:`` URIs.
+            price_usd: The job's price under ``spend_limit_usd``, instead of the estimate.
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
+            SpendLimitError: Over ``spend_limit_usd``, or no price known; nothing was sent.
             SubmitUncertainError: The server may have created a job; not retried.
             APIStatusError: Refused, so nothing was created: ``BadRequestError`` (unknown
                 model, 400001), ``AuthenticationError``, ``InsufficientBalanceError``,
@@ -148,8 +146,7 @@ class Client:
         """
         self._check_open()
         model_id, body = await self._s.prepare(model, inputs)
-        response = await self._s.submitter.submit(model_id, body)
-        return RequestHandle(self, response.request_id, model_id)
+        return RequestHandle(self, await self._s.submit(model_id, body, price_usd), model_id)
 
     def handle(self, request_id: str, *, model_id: str | None = None) -> RequestHandle:
         """Rebuild a handle from a stored request id, with no I/O (ValueError if malformed)."""
@@ -313,13 +310,7 @@ class Client:
         """
         self._check_open()
         check_timeout(timeout)
-        return await wait(
-            self._s.routes,
-            self._s.scheduler,
-            check_request_id(request_id),
-            model_id=model_id,
-            timeout=timeout,
-        )
+        return await self._s.wait(check_request_id(request_id), model_id, timeout)
 
     @overload
     async def run(
@@ -331,6 +322,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result: ...
 
     @overload
@@ -343,6 +335,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result: ...
 
     async def run(
@@ -354,6 +347,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result:
         """Submit a job and wait for its result.
 
@@ -373,6 +367,7 @@ class Client:
             cancel_on_exit: Cancel a still-queued job when the wait is abandoned.
             on_uncertain: For a key journaled as possibly submitted: ``"raise"``
                 :class:`UncertainKeyError`, or ``"resubmit"`` (it may then run twice).
+            price_usd: The job's price under ``spend_limit_usd`` (see :meth:`submit`).
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
@@ -398,6 +393,7 @@ class Client:
             timeout=timeout,
             cancel_on_exit=cancel_on_exit,
             on_uncertain=on_uncertain,
+            price_usd=price_usd,
         )
 
     def map(
@@ -416,9 +412,10 @@ class Client:
         ``map(model_id, inputs)`` takes mappings for one model, ``map(typed_inputs)``
         typed inputs; either a plain or an async iterable, pulled lazily. Each item ends
         as a :class:`MapOutcome` (``index``, ``key``, ``result`` or ``error``): one
-        failing item never stops the others. Leaving the loop early stops submitting
-        and cancels the items under way (queued jobs remotely, unless
-        ``cancel_on_exit`` is False); ``contextlib.aclosing`` waits for that.
+        failing item never stops the others. Once ``spend_limit_usd`` refuses an item,
+        no later one is submitted: each ends carrying a ``SpendLimitError``. Leaving
+        the loop early stops submitting and cancels the items under way (queued jobs
+        remotely, unless ``cancel_on_exit`` is False); ``contextlib.aclosing`` waits.
 
         Args:
             model: A model id, or the typed inputs (then ``inputs`` is omitted).
@@ -438,7 +435,7 @@ class Client:
         """
         self._check_open()
         return map_runs(
-            self.run,
+            stop_at_limit(self.run, self._s.ledger),
             model,
             inputs,
             concurrency=concurrency,

@@ -247,6 +247,22 @@ def _add_batch(sub: _Sub) -> None:
     p.add_argument(
         "--download", metavar="DIR", type=Path, help="download outputs, one folder per key"
     )
+    p.add_argument(
+        "--max-spend",
+        metavar="USD",
+        type=_non_negative_float,
+        help="stop submitting before the batch's estimated spend passes USD (prints the total)",
+    )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of USD >= 0, got {text!r}")
+    return value
 
 
 def _add_catalog_and_simulator(sub: _Sub) -> None:

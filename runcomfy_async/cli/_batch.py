@@ -192,7 +192,9 @@ async def cmd_batch(ctx: Context) -> int:
     tally = _Tally()
     total = 0
     try:
-        async with ctx.client(include_cost=True, journal=args.journal) as client:
+        async with ctx.client(
+            include_cost=True, journal=args.journal, spend_limit_usd=args.max_spend
+        ) as client:
             items = await _checked_items(ctx, client)
             total = len(items)
             async with _Writer(args.output) as writer:
@@ -221,6 +223,8 @@ async def cmd_batch(ctx: Context) -> int:
             " outcome of finished and failed ones (give a failed item a new key to pay again)"
         )
     warn(f"{tally.summary(total)}{where}{resume}")
+    if args.max_spend is not None:
+        warn(f"spent ${client.spent_usd:.4f} of --max-spend ${args.max_spend:g}")
     if worst is ExitCode.OK and tally.failed:
         worst = ExitCode.API_ERROR  # a download failed after the job succeeded
     return worst
