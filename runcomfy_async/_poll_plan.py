@@ -8,8 +8,13 @@ seen between polls (it started after the last ``in_queue`` answer and before the
 ``in_progress`` one; it ended between the last running answer and the first terminal
 one). From a model's recent bounds :class:`RunTimes` estimates the window its next job
 will finish in, and :func:`plan_next` polls once every ``max_learned_interval`` at most
-until that window, every ``finish_interval`` through it, and backs off with the lateness
-after it. A model's first job has no history and gets the plain schedule.
+until that window, at an interval proportional to the expected run time through it
+(:func:`finish_interval`: tenths of a second for sub-second jobs, ``finish_interval`` for
+minute-long ones), and backs off with the lateness after it. A model's first jobs have no
+history and get the plain schedule; when many of them run side by side (``peers``), each
+one's waits grow faster and are spread at random, so that together they still poll the
+model densely and the first finisher is seen soon after it ends — the scheduler then
+wakes the others to re-plan with what it taught.
 """
 
 from __future__ import annotations
@@ -25,11 +30,19 @@ from ._wire import JobState
 if TYPE_CHECKING:
     from ._config import PollPolicy
 
-__all__ = ["Plan", "RunEstimate", "RunTimes", "backoff_interval", "plan_next"]
+__all__ = [
+    "Plan",
+    "RunEstimate",
+    "RunTimes",
+    "backoff_interval",
+    "finish_interval",
+    "plan_next",
+]
 
 _SAMPLES_KEPT: Final = 32
 _DRAIN_WEIGHT: Final = 0.3
 _LONGEST: Final = 7 * 24 * 3600.0  # no job runs (or is kept) longer; larger samples are noise
+_RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
 
 
 def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:
@@ -52,6 +65,39 @@ def backoff_interval(policy: PollPolicy, step: int, *, rand: float = 0.0) -> flo
         except OverflowError:  # long past the cap
             raw = math.inf
     return _jittered(policy, min(policy.max_interval, raw), rand)
+
+
+def _cold_growth(policy: PollPolicy, peers: int) -> float:
+    """The plain growth of one of ``peers`` unlearned jobs of a model running together."""
+    return policy.growth * max(1.0, math.log2(peers) / 2)
+
+
+def _cold_wait(policy: PollPolicy, step: int, peers: int, rand: float) -> float:
+    """A plain wait spread at random (×0.5–1.5) and allowed to grow past ``max_interval``.
+
+    Its peers poll the same model in between, so the model is still polled about every
+    ``max_interval`` while each job is polled far less often.
+    """
+    growth = _cold_growth(policy, peers)
+    try:
+        raw = policy.first_interval * growth ** max(step, 0)
+    except OverflowError:
+        raw = math.inf
+    cap = min(policy.max_learned_interval, policy.max_interval * peers)
+    return min(cap, raw) * (0.5 + rand)
+
+
+def finish_interval(policy: PollPolicy, estimate: RunEstimate) -> float:
+    """The wait between polls inside a job's expected finish window.
+
+    Proportional to the expected run time (``finish_fraction`` of it), within
+    ``min_finish_interval`` and ``finish_interval``: a 0.2 s job is polled every 0.05 s,
+    a minute-long one every 1.5 s.
+    """
+    expected = (estimate.low + estimate.high) / 2
+    return min(
+        policy.finish_interval, max(policy.min_finish_interval, policy.finish_fraction * expected)
+    )
 
 
 class RunEstimate(msgspec.Struct, frozen=True):
@@ -93,6 +139,7 @@ def plan_next(
     position: int | None = None,
     estimate: RunEstimate | None = None,
     drain: float | None = None,
+    peers: int = 1,
     rand: float = 0.0,
 ) -> Plan:
     """Decide when to poll a job next. Pure: no clock, no randomness of its own.
@@ -108,6 +155,7 @@ def plan_next(
         position: Its last queue position.
         estimate: The model's learned run time.
         drain: The model's learned seconds per queue position.
+        peers: Running jobs of the same model without an estimate, this one included.
         rand: A number in ``[0, 1]``, the jitter draw.
     """
     if failures:
@@ -117,6 +165,9 @@ def plan_next(
         return Plan(now + wait, now + wait)
     if policy.learn and state is JobState.IN_PROGRESS and estimate and started:
         return _plan_learned(policy, now, started, estimate, rand)
+    if policy.learn and peers > 1 and estimate is None and state in _RUNNING:
+        wait = _cold_wait(policy, step, peers, rand)
+        return Plan(now + wait, now + wait)
     wait = backoff_interval(policy, step, rand=rand)
     if policy.learn and state is JobState.IN_QUEUE and drain and position and position > 1:
         # Jobs ahead of this one must leave first; no need to ask before they can have.
@@ -135,14 +186,15 @@ def _plan_learned(
     first = started[0] + estimate.low
     last = started[1] + estimate.high
     key = (first + last) / 2
+    step = finish_interval(policy, estimate)
     if now < first:
         wait = _jittered(policy, min(policy.max_learned_interval, first - now), rand)
     elif now <= last:
-        wait = _jittered(policy, policy.finish_interval, rand)
+        wait = _jittered(policy, step, rand)
     else:
         # Overdue: the estimate was wrong for this job; back off with its lateness.
-        cap = max(policy.max_interval, policy.finish_interval)
-        wait = _jittered(policy, min(cap, max(policy.finish_interval, (now - last) / 2)), rand)
+        cap = max(policy.max_interval, step)
+        wait = _jittered(policy, min(cap, max(step, (now - last) / 2)), rand)
     return Plan(now + wait, key)
 
 

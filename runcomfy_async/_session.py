@@ -49,14 +49,16 @@ class Session:
         self.transport = Transport(
             token=token, base_url=base_url, timeouts=timeouts, limits=limits, trust_env=trust_env
         )
+        # One budget per session (per token): status, result and cancel draw from it.
+        self.scheduler = PollScheduler(polling, backpressure=Backpressure())
         self.routes = Routes(
             self.transport,
             retry=retry,
-            backpressure=Backpressure(),
+            backpressure=self.scheduler.backpressure,
             include_cost=include_cost,
             on_retry=on_retry,
+            budget=self.scheduler,
         )
-        self.scheduler = PollScheduler(polling, backpressure=self.routes.backpressure)
         self.submitter = Submitter(self.routes, max_in_flight=limits.max_submits_in_flight)
         self.runner = Runner(self.submitter, self.routes, self.scheduler)
         self.catalog = Catalog(self.routes)
