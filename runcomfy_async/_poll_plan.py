@@ -72,19 +72,17 @@ def _cold_growth(policy: PollPolicy, peers: int) -> float:
     return policy.growth * max(1.0, math.log2(peers) / 2)
 
 
-def _cold_wait(policy: PollPolicy, step: int, peers: int, rand: float) -> float:
-    """A plain wait spread at random (×0.5–1.5) and allowed to grow past ``max_interval``.
+def _cold_wait(policy: PollPolicy, elapsed: float, peers: int, rand: float) -> float:
+    """The next poll at ``elapsed`` × growth^(0.5–1.5) of the run so far, at random.
 
-    Its peers poll the same model in between, so the model is still polled about every
-    ``max_interval`` while each job is polled far less often.
+    Random in log-time, so the model's many jobs together poll it densely at every point
+    of the run (about every ``elapsed`` × ln(growth) / peers) while each job is polled
+    only a few times; allowed to grow past ``max_interval`` for the same reason.
     """
     growth = _cold_growth(policy, peers)
-    try:
-        raw = policy.first_interval * growth ** max(step, 0)
-    except OverflowError:
-        raw = math.inf
+    elapsed = max(policy.first_interval, elapsed)
     cap = min(policy.max_learned_interval, policy.max_interval * peers)
-    return min(cap, raw) * (0.5 + rand)
+    return min(cap, elapsed * (growth ** (0.5 + rand) - 1.0))
 
 
 def finish_interval(policy: PollPolicy, estimate: RunEstimate) -> float:
@@ -166,7 +164,8 @@ def plan_next(
     if policy.learn and state is JobState.IN_PROGRESS and estimate and started:
         return _plan_learned(policy, now, started, estimate, rand)
     if policy.learn and peers > 1 and estimate is None and state in _RUNNING:
-        wait = _cold_wait(policy, step, peers, rand)
+        elapsed = now - started[0] if started else 0.0
+        wait = _cold_wait(policy, elapsed, peers, rand)
         return Plan(now + wait, now + wait)
     wait = backoff_interval(policy, step, rand=rand)
     if policy.learn and state is JobState.IN_QUEUE and drain and position and position > 1:

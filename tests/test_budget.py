@@ -118,13 +118,24 @@ def test_cold_peers_spread_and_grow_faster() -> None:
     """Unlearned jobs running side by side poll less each, at spread-out times."""
     policy = DEFAULT_POLLING
     alone = [plan_next(policy, 0.0, state=JobState.IN_PROGRESS, step=s).at for s in range(6)]
-    many = [
-        plan_next(policy, 0.0, state=JobState.IN_PROGRESS, step=s, peers=256, rand=0.5).at
-        for s in range(6)
-    ]
+    many = [0.0]
+    for s in range(5):
+        many.append(
+            plan_next(
+                policy,
+                many[-1],
+                state=JobState.IN_PROGRESS,
+                step=s,
+                peers=256,
+                started=(0.0, 0.0),
+                rand=0.5,
+            ).at
+        )
     assert many[-1] > 5 * alone[-1]
     draws = {
-        plan_next(policy, 0.0, state=JobState.IN_PROGRESS, step=2, peers=256, rand=r).at
+        plan_next(
+            policy, 1.0, state=JobState.IN_PROGRESS, step=2, peers=256, started=(0.0, 0.0), rand=r
+        ).at
         for r in (0.0, 0.5, 0.99)
     }
     assert len(draws) == 3
