@@ -233,6 +233,7 @@ class Journal:
                 exc.key, exc.request_id = key, request_id
             raise
 
+
 def _entry(row: tuple[Any, ...] | None) -> JournalEntry | None:
     return None if row is None else _row_to_entry(row)
 

@@ -11,12 +11,16 @@ The rate starts at ``start_requests_per_second`` and, while requests wait for it
 answers are good, grows quickly (doubling about every tenth of a second of good answers)
 until the first 429; then it drops to what the server was seen to answer well in the last
 second (never above 0.85 of the rate it had), and from there creeps up by 0.1 % per good
-answer, probing again. A 429 answering a request sent before the last drop does not
-drop it again (it tells nothing new). ``Retry-After`` pauses every request of the session
-that long (:class:`~runcomfy_async._retry.Backpressure`), and after a 429 the bucket starts
-empty, so nothing bursts past what was just learned; its size is a tenth of a second of
-the rate (at most ``burst``). ``requests_per_second`` is an optional hard cap (a capped
-budget starts at the cap, with ``burst`` saved up, as a fixed budget would).
+answer, probing again; after a quiet spell of ``_QUIET`` seconds without a 429 it regains
+faster (2 % per good answer) up to 0.9 of the rate its last run of 429s began at, so one
+bad patch does not leave the session crawling. The rate never falls below 0.2 requests a
+second, nor below a tenth of a user's hard cap. A 429 answering a request sent before the
+last drop does not drop it again (it tells nothing new). ``Retry-After`` pauses every
+request of the session that long (:class:`~runcomfy_async._retry.Backpressure`), and after
+a 429 the bucket starts empty, so nothing bursts past what was just learned; its size is a
+tenth of a second of the rate (at most ``burst``). ``requests_per_second`` is an optional
+hard cap (a capped budget starts at the cap, with ``burst`` saved up, as a fixed budget
+would).
 
 Due requests are served most overdue first (smallest key), and a key is never later than
 ``_AGING`` seconds after the request fell due, so no job starves however many newer,
@@ -52,6 +56,10 @@ _PROBE_GAIN: Final = 0.001  # relative growth per good answer after it
 _DROP: Final = 0.85  # a 429 leaves at most this fraction of the rate
 _FLOOR: Final = 0.1  # … and at least this fraction (a bad measurement must not zero it)
 _MIN_RATE: Final = 0.2  # requests a second, whatever the server says
+_CAP_FLOOR: Final = 0.1  # under a hard cap, the rate never falls below this fraction of it
+_QUIET: Final = 2.0  # seconds without a 429 after which the rate recovers faster …
+_RECOVERY_GAIN: Final = 0.02  # … by this much per good answer, back towards its ceiling
+_CEILING: Final = 0.9  # … which is this fraction of the rate the last episode of 429s began at
 _WINDOW: Final = 1.0  # seconds of good answers measured
 _BURST_SECONDS: Final = 0.1  # the bucket holds this much of the rate
 
@@ -122,6 +130,9 @@ class AdaptiveRate:
         self.limited = False  # a 429 has been seen: probe gently from now on
         self.drops = 0
         self._dropped_at = -math.inf
+        # The user's cap is their account's limit: a 429 below it cannot drop the rate far.
+        self.floor = _MIN_RATE if self.cap is None else max(_MIN_RATE, self.cap * _CAP_FLOOR)
+        self._ceiling = 0.0  # the rate a quiet spell recovers to quickly
         self._good: deque[float] = deque()
         burst = self.max_burst if self.cap is not None else self._burst()
         self.bucket = TokenBucket(self.rate, burst, now)
@@ -134,7 +145,7 @@ class AdaptiveRate:
     def _set(self, rate: float, now: float) -> None:
         if self.cap is not None:
             rate = min(rate, self.cap)
-        self.rate = max(_MIN_RATE, rate)
+        self.rate = max(self.floor, rate)
         self.bucket.reshape(self.rate, self._burst(), now)
 
     def good_rate(self, now: float) -> float:
@@ -150,7 +161,10 @@ class AdaptiveRate:
         if not binding or (self.cap is not None and self.rate >= self.cap):
             return
         if self.limited:
-            self._set(self.rate * (1.0 + _PROBE_GAIN), now)
+            quiet = now - self._dropped_at >= _QUIET and self.rate < self._ceiling
+            gain = _RECOVERY_GAIN if quiet else _PROBE_GAIN
+            rate = self.rate * (1.0 + gain)
+            self._set(min(rate, self._ceiling) if quiet else rate, now)
         else:
             self._set(self.rate + _SLOW_START_GAIN, now)
 
@@ -164,6 +178,10 @@ class AdaptiveRate:
         if sent < self._dropped_at:
             return False
         good = self.good_rate(now)
+        if now - self._dropped_at >= _QUIET:
+            # The first 429 after a quiet spell: a new episode, and the rate it began at
+            # (not what a run of 429s drove it down to) is what a later quiet spell regains.
+            self._ceiling = _CEILING * self.rate
         self.limited = True
         self.drops += 1
         self._dropped_at = now

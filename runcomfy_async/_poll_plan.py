@@ -82,7 +82,7 @@ def _cold_wait(policy: PollPolicy, elapsed: float, peers: int, rand: float) -> f
     growth = _cold_growth(policy, peers)
     elapsed = max(policy.first_interval, elapsed)
     cap = min(policy.max_learned_interval, policy.max_interval * peers)
-    return min(cap, elapsed * (growth ** (0.5 + rand) - 1.0))
+    return min(cap, elapsed * (float(growth ** (0.5 + rand)) - 1.0))
 
 
 def finish_interval(policy: PollPolicy, estimate: RunEstimate) -> float:

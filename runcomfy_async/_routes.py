@@ -30,10 +30,12 @@ from ._transport import Response, Transport
 from ._wire import (
     CancelResult,
     ModelInfo,
+    ModelPage,
     Result,
     Status,
     decode_cancel,
     decode_model_info,
+    decode_model_page,
     decode_result,
     decode_status,
 )
@@ -46,6 +48,7 @@ ROUTES: Final = {
     "result": "GET /v1/requests/{id}/result",
     "cancel": "POST /v1/requests/{id}/cancel",
     "model": "GET /v1/models/{model_id}",
+    "models": "GET /v1/models",
 }
 
 logger: Final = logging.getLogger("runcomfy_async")
@@ -164,16 +167,17 @@ class Routes:
         )
         return self._decode_status(response, route, request_id)
 
-    async def poll_result(self, request_id: str) -> Result:
+    async def poll_result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
         """GET the result once as a poll (it answers the state while unfinished); no retry."""
         route = ROUTES["result"]
+        with_cost = self.include_cost if include_cost is None else include_cost
         await self.backpressure.wait()
         response = await self.transport.request(
             "GET",
             f"/v1/requests/{request_id}/result",
             route=route,
             request_id=request_id,
-            params={"include_cost": "true"} if self.include_cost else None,
+            params={"include_cost": "true"} if with_cost else None,
         )
         return self._decode_result(response, route, request_id)
 
@@ -218,6 +222,17 @@ class Routes:
             return decode_cancel(response.body, request_id)
         except (msgspec.MsgspecError, ValueError) as exc:
             raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+
+    async def list_models(self, params: Mapping[str, str]) -> ModelPage:
+        """GET one page of the catalog listing."""
+        route = ROUTES["models"]
+        response = await self._read(
+            "GET", "/v1/models", route=route, request_id=None, params=params
+        )
+        try:
+            return decode_model_page(response.body)
+        except msgspec.MsgspecError as exc:
+            raise unreadable(exc, route=route, response=response, request_id=None) from exc
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """GET a model's catalog entry."""

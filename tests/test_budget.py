@@ -79,6 +79,32 @@ def test_after_a_429_growth_is_gentle() -> None:
     assert before < rate.rate <= before * 1.12
 
 
+def test_a_hard_cap_bounds_how_far_429s_drop_the_rate() -> None:
+    """Under requests_per_second=R, a run of 429s never takes the rate below R / 10."""
+    rate = AdaptiveRate(PollPolicy(requests_per_second=1000.0), now=0.0)
+    for i in range(50):
+        rate.refused(sent=i * 0.01, now=i * 0.01 + 0.001)
+    assert rate.rate == pytest.approx(100.0)
+    free = AdaptiveRate(DEFAULT_POLLING, now=0.0)
+    for i in range(50):
+        free.refused(sent=i * 0.01, now=i * 0.01 + 0.001)
+    assert free.rate == pytest.approx(0.2)
+
+
+def test_a_quiet_spell_recovers_the_rate_a_run_of_429s_took() -> None:
+    """After 429s drove the rate down, 2 s without one bring it back near where they began."""
+    rate = AdaptiveRate(DEFAULT_POLLING, now=0.0)
+    for i in range(20):
+        rate.refused(sent=i * 0.01, now=i * 0.01 + 0.001)  # 50/s driven to the floor
+    assert rate.rate < 1.0
+    for i in range(100):  # still inside the run of 429s: gentle probing only
+        rate.answered(0.3 + i * 0.01, binding=True)
+    assert rate.rate < 1.2
+    for i in range(300):  # 2 % an answer regains 0.9 × 50/s (~275 answers), then probes
+        rate.answered(3.0 + i * 0.01, binding=True)
+    assert 0.9 * 50.0 <= rate.rate <= 0.9 * 50.0 * 1.001**60
+
+
 def test_no_burst_after_a_429() -> None:
     """After a 429 the bucket is empty: the next token comes only at the learned rate."""
     rate = AdaptiveRate(DEFAULT_POLLING, now=0.0)

@@ -507,3 +507,64 @@ async def test_simulator_command_serves_until_ctrl_c() -> None:
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(30):
             assert await process.wait() == 0
+
+
+# --- bad inputs a new user tried: exit 2, nothing sent ---------------------------------------
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize(
+    "bad", [["-i", "resolution=4K"], ["-i", "prompt=" + "x" * 900]], ids=["4K", "900-chars"]
+)
+@pytest.mark.parametrize("command", ["run", "submit"])
+async def test_bad_seed_inputs_exit_2_with_nothing_sent(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], command: str, bad: list[str]
+) -> None:
+    """resolution=4K or a 900-character prompt: exit 2, zero requests in the log."""
+    assert await cli(command, WAN25, *INPUT_ARGS, *bad) == ExitCode.USAGE
+    one_error_line(capsys.readouterr().err)
+    assert sim.log == []
+
+
+@pytest.mark.usefixtures("env")
+async def test_tiny_png_exits_2_with_nothing_sent(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A 32-px PNG is refused locally (Wan needs 360 px): exit 2, zero requests."""
+    image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "tiny.png"
+    image.new("RGB", (32, 32)).save(path)
+    code = await cli("run", WAN25, "-i", "prompt=a fox", "-i", f"img_url=@{path}")
+    assert code == ExitCode.USAGE
+    assert "360" in one_error_line(capsys.readouterr().err)
+    assert sim.log == []
+
+
+@pytest.mark.usefixtures("env")
+async def test_malformed_batch_line_exits_2_with_nothing_sent(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A batch with one malformed line sends nothing, not even the good lines."""
+    lines = tmp_path / "in.jsonl"
+    lines.write_text(json.dumps(GOOD_INPUTS) + "\n{not json\n")
+    assert await cli("batch", WAN25, str(lines)) == ExitCode.USAGE
+    assert "line 2" in one_error_line(capsys.readouterr().err)
+    assert sim.log == []
+
+
+@pytest.mark.usefixtures("env")
+async def test_unknown_model_exits_2_with_no_job(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo'd model id exits 2 (the catalog refuses it, 400001) and creates no job."""
+    assert await cli("run", "wan-ai/wan-2-6/image-to-vidoe", "-i", "prompt=p") == ExitCode.USAGE
+    one_error_line(capsys.readouterr().err)
+    assert sim.count("submit") == 0 and sim.stats.jobs_created == 0
+
+
+@pytest.mark.usefixtures("env")
+async def test_no_check_sends_unchecked(sim: Simulator) -> None:
+    """--no-check sends the dict; the server's 422 is then an API error (exit 3)."""
+    code = await cli("submit", WAN25, *INPUT_ARGS, "-i", "resolution=4K", "--no-check")
+    assert code == ExitCode.API_ERROR
+    assert sim.count("submit") == 1 and sim.stats.jobs_created == 0

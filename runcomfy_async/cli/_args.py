@@ -126,6 +126,17 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a JSON object of inputs; '-' reads stdin",
     )
+    _add_no_check(parser)
+
+
+def _add_no_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="send inputs unchecked (default: check them locally first; nothing is sent "
+        "when they are refused)",
+    )
 
 
 _Sub = Callable[..., argparse.ArgumentParser]
@@ -217,6 +228,7 @@ def _add_batch(sub: _Sub) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="model id for every line")
     p.add_argument("input_file", metavar="INPUTS.jsonl", help="one job per line; '-' reads stdin")
+    _add_no_check(p)
     p.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="results JSONL (default: stdout)"
     )
@@ -227,6 +239,22 @@ def _add_batch(sub: _Sub) -> None:
     p.add_argument(
         "--download", metavar="DIR", type=Path, help="download outputs, one folder per key"
     )
+    p.add_argument(
+        "--max-spend",
+        metavar="USD",
+        type=_non_negative_float,
+        help="stop submitting before the batch's estimated spend passes USD (prints the total)",
+    )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of USD >= 0, got {text!r}")
+    return value
 
 
 def _add_catalog_and_simulator(sub: _Sub) -> None:

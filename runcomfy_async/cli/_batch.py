@@ -196,7 +196,7 @@ async def cmd_batch(ctx: Context) -> int:
     counts = {"succeeded": 0, "failed": 0}
     journal = args.journal
     async with (
-        ctx.client(include_cost=True, journal=journal) as client,
+        ctx.client(include_cost=True, journal=journal, spend_limit_usd=args.max_spend) as client,
         _Writer(args.output) as writer,
     ):
         send, receive = anyio.create_memory_object_stream[dict[str, object]](len(items))
@@ -219,6 +219,8 @@ async def cmd_batch(ctx: Context) -> int:
         )
     ok, bad = counts["succeeded"], counts["failed"]
     warn(f"{len(items)} items: {ok} succeeded, {bad} did not{where}{resume}")
+    if args.max_spend is not None:
+        warn(f"spent ${client.spent_usd:.4f} of --max-spend ${args.max_spend:g}")
     if worst is ExitCode.OK and bad:
         worst = ExitCode.API_ERROR  # a download failed after the job succeeded
     return worst

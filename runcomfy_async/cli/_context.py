@@ -69,6 +69,7 @@ class Context:
         *,
         include_cost: bool = False,
         journal: str | None = None,
+        spend_limit_usd: float | None = None,
     ) -> Client:
         """Build a client from the options.
 
@@ -81,6 +82,10 @@ class Context:
                 base_url=self.base_url(),
                 include_cost=include_cost,
                 journal=journal,
+                spend_limit_usd=spend_limit_usd,
+                # Commands that submit check inputs unless --no-check: any model, by its
+                # catalog schema, so a typo'd model id also fails before a job exists.
+                check_inputs=bool(getattr(self.args, "check", True)),
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None

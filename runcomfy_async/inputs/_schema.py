@@ -3,10 +3,12 @@
 Typed inputs (``runcomfy_async.models``) check themselves. For any other model, the JSON
 schema that ``GET /v1/models/{model_id}`` returns can be applied locally, so a mistake
 fails before a request is sent rather than as a 422 afterwards. Only a subset of JSON
-schema is applied: ``required``, ``type``, ``enum``, ``minLength`` / ``maxLength``,
-``minimum`` / ``maximum`` (and their exclusive forms), ``minItems`` / ``maxItems``,
-``items`` and ``additionalProperties: false``; file fields (``format`` ending in ``uri``)
-must be a URL, a ``data:`` URI, a path or bytes. Anything else is left to the server.
+schema is applied: ``required``, ``type`` (with RunComfy's ``float``), ``enum``,
+``minLength`` / ``maxLength``, ``minimum`` / ``maximum`` (and their exclusive forms),
+``minItems`` / ``maxItems``, ``items`` and ``additionalProperties: false``; file fields
+(``format`` ending in ``uri``) must be a URL, a ``data:`` URI, a path or bytes, and the
+``*_uris`` formats (RunComfy's arrays of URLs, often without ``items``) a list of those.
+Anything else is left to the server.
 
 RunComfy extends the schema with ``validations`` entries such as
 ``{"validation_rule": "width_pixels>", "validation_value": 360, "validation_error": "…"}``
@@ -37,6 +39,14 @@ _FILE_KINDS: Final[Mapping[str, MediaKind]] = {
     "image_uri": "image",
     "audio_uri": "audio",
     "video_uri": "video",
+    # An image whose mask travels with it (Ideogram v3 edits); the value is a URL.
+    "image_uri_with_mask_image_ideogramv3": "image",
+}
+# RunComfy's list formats: arrays of URLs, often listed without ``items``.
+_LIST_KINDS: Final[Mapping[str, MediaKind]] = {
+    "image_uris": "image",
+    "audio_uris": "audio",
+    "video_uris": "video",
 }
 
 
@@ -86,6 +96,8 @@ def _is_local_file(value: object) -> bool:
 
 def _is_file_field(name: str, prop: Mapping[str, object]) -> bool:
     fmt = prop.get("format")
+    if isinstance(fmt, str) and fmt.lower() in _FILE_KINDS:
+        return True
     return (isinstance(fmt, str) and fmt.lower().endswith(("uri", "url"))) or name.lower().endswith(
         ("_url", "_uri")
     )
@@ -96,7 +108,7 @@ def _type_matches(value: object, word: object) -> bool:
         return isinstance(value, str)
     if word == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
-    if word == "number":
+    if word in ("number", "float"):  # "float" is RunComfy's word for a number
         return isinstance(value, int | float) and not isinstance(value, bool)
     if word == "boolean":
         return isinstance(value, bool)
@@ -181,7 +193,23 @@ def _check_exclusive(name: str, value: object, prop: Mapping[str, object]) -> No
     raise InputValidationError(field=name, value=value, rule=rule)
 
 
+def _check_url_list(name: str, value: object, prop: Mapping[str, object]) -> bool:
+    kind = _LIST_KINDS.get(str(prop.get("format", "")).lower())
+    if kind is None:
+        return False
+    if not isinstance(value, list | tuple):
+        raise InputValidationError(
+            field=name, value=describe(value), rule=f"must be a list of {kind} URLs"
+        )
+    _check_sizes(name, value, prop)
+    for index, item in enumerate(value):
+        check_media_value(f"{name}[{index}]", item, kind=kind)
+    return True
+
+
 def _check_value(name: str, value: object, prop: Mapping[str, object]) -> None:
+    if _check_url_list(name, value, prop):
+        return
     if _is_file_field(name, prop) and (_is_local_file(value) or isinstance(value, str)):
         # A path or bytes becomes a data: URI string when sent; a string must be a URL.
         fmt = prop.get("format")
