@@ -187,7 +187,9 @@ def _plan_learned(
     key = (first + last) / 2
     step = finish_interval(policy, estimate)
     if now < first:
-        wait = _jittered(policy, min(policy.max_learned_interval, first - now), rand)
+        # A window no wider than a step needs one poll, at its end; others start at once.
+        aim = last if last - first <= step else first
+        wait = _jittered(policy, min(policy.max_learned_interval, aim - now), rand)
     elif now <= last:
         wait = _jittered(policy, step, rand)
     else:

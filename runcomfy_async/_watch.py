@@ -113,24 +113,36 @@ class Watcher:
         self._started: tuple[float, float] | None = None
         self._running_since: float | None = None
         self._position_seen: tuple[int, float] | None = None
+        self._presumed: tuple[float, float] | None = None  # see _presume_running
 
     # --- timing ----------------------------------------------------------------------
 
     def _next_plan(self) -> tuple[float, float]:
-        if self._polls == 0:
-            now = self.scheduler.clock()
-            return now, now
         sched = self.scheduler
+        state, started = self.state, self._started
         estimate = sched.run_times.estimate(self.model_id)
+        if self._polls == 0:
+            # A fresh job of a learned model whose jobs do not queue was most likely
+            # running from its submit: its first poll (a /result) waits for the expected
+            # finish. Otherwise it is sent at once.
+            lo = self._left_queue_lo
+            if lo is None or not sched.policy.learn or estimate is None:
+                self._presumed = None
+            elif not sched.run_times.drain(self.model_id):
+                self._presumed = (lo, lo)
+            if self._presumed is None:
+                now = sched.clock()
+                return now, now
+            state, started = JobState.IN_PROGRESS, self._presumed
         cold = sched.policy.learn and self.state in _RUNNING and estimate is None
         plan = plan_next(
             sched.policy,
             self._answered_at,
-            state=self.state,
+            state=state,
             step=self._step,
             failures=self._failures,
             retry_after=self._retry_after,
-            started=self._started,
+            started=started,
             position=self.last.queue_position if self.last else None,
             estimate=estimate,
             drain=sched.run_times.drain(self.model_id),
@@ -195,19 +207,19 @@ class Watcher:
         return self.model_id if sched.run_times.estimate(self.model_id) is None else None
 
     def _finishing(self) -> bool:
-        """Whether the job runs and is expected to finish soon: poll ``/result`` then.
-
-        ``/result`` answers the state while the job runs, so the poll that sees the end
-        already carries the output, and the separate result fetch is saved.
-        """
+        """Whether the job runs and should be finishing: poll ``/result`` (it answers the
+        state while unfinished, and the poll that sees the end saves the result fetch)."""
         sched = self.scheduler
-        if not (sched.result_polls and self.state is JobState.IN_PROGRESS and self._started):
+        started = self._presumed if self._polls == 1 else None
+        if started is None and self.state is JobState.IN_PROGRESS:
+            started = self._started
+        if not (sched.result_polls and started):
             return False
         if self._result_streak >= _RESULT_STREAK:
             self._result_streak = 0
             return False
         estimate = sched.run_times.estimate(self.model_id)
-        return estimate is not None and sched.clock() >= self._started[0] + estimate.low
+        return estimate is not None and sched.clock() >= started[0] + estimate.low
 
     async def _poll(self, at: float, key: float) -> tuple[Status | Result | None, float]:
         """Wait for this job's turn and poll once; a transient failure gives None."""
@@ -313,7 +325,11 @@ class Watcher:
                 if before is None or position != before[0]:
                     self._position_seen = (position, now)
         elif state in _RUNNING:
-            if self._started is None and self._left_queue_lo is not None:
+            if self._started is None and self._polls == 1 and self._presumed is not None:
+                # Presumed running since its submit and not seen queued: keep that start
+                # (else it would teach only "0 to T s", and the window would widen).
+                self._started = self._presumed
+            elif self._started is None and self._left_queue_lo is not None:
                 self._started = (self._left_queue_lo, now)
             self._running_since = sent
 
