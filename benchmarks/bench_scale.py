@@ -10,7 +10,8 @@ latency (median, p95).
 Why: batch scripts gather thousands of jobs on one client; the session must bound
 connections, submits and polls on its own, and hold 10,000 in-flight jobs in under
 100 MB, with the client's DEFAULTS (no polling policy given). The simulator runs every
-job at once (one worker per job) for a short, fixed-range run time, so all 10,000 are in flight together and the run ends in about a minute.
+job at once (one worker per job) for a short, fixed-range run time, so all 10,000 are
+in flight together and the run ends in about a minute.
 
 Run it from the repository root: ``python benchmarks/bench_scale.py``; add ``--keyed`` to
 give every run a journal key (``Client(journal=...)``) and see what the journal costs.
