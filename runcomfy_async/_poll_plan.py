@@ -43,6 +43,7 @@ _SAMPLES_KEPT: Final = 32
 _DRAIN_WEIGHT: Final = 0.3
 _LONGEST: Final = 7 * 24 * 3600.0  # no job runs (or is kept) longer; larger samples are noise
 _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
+_WINDOW_POLLS: Final = 16  # the most polls spent crossing a learned finish window
 
 
 def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:
@@ -93,9 +94,10 @@ def finish_interval(policy: PollPolicy, estimate: RunEstimate) -> float:
     a minute-long one every 1.5 s.
     """
     expected = (estimate.low + estimate.high) / 2
-    return min(
-        policy.finish_interval, max(policy.min_finish_interval, policy.finish_fraction * expected)
-    )
+    # A wide window (run times that vary) is crossed in at most _WINDOW_POLLS steps.
+    spread = (estimate.high - estimate.low) / _WINDOW_POLLS
+    step = max(policy.min_finish_interval, policy.finish_fraction * expected, spread)
+    return min(policy.finish_interval, step)
 
 
 class RunEstimate(msgspec.Struct, frozen=True):
