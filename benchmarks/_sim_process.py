@@ -31,6 +31,7 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:
                         "requests_by_route": stats.requests_by_route,
                         "jobs_created": stats.jobs_created,
                         "max_concurrent_connections": stats.max_concurrent_connections,
+                        "rate_limited": stats.rate_limited,
                     }
                 )
             assert command == "stop"

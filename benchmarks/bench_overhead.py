@@ -9,10 +9,10 @@ in a separate process on the scripted clock, so every job takes exactly the same
 of polls in both variants (checked from its counters) and nobody sleeps.
 
 Why: the raw loop is the floor for any aiohttp client; the client's structure (shared
-poll budget, backoff, events, error mapping) should cost at most 1.3x that floor. The
-client is measured with its defaults and with ``trust_env=False``: with ``trust_env``
-aiohttp looks up ``~/.netrc`` and the proxy environment in a worker thread on *every*
-request, two thread hops that dominate the per-request cost.
+poll budget, backoff, events, error mapping) should cost at most 1.2x that floor per
+request. The client is measured with its DEFAULTS (its own polling schedule and adaptive
+budget; requests per job are then the client's, so the ratio is also given per request),
+and, labelled as tuned, with polling that never waits and with ``trust_env=False``.
 
 Run it from the repository root: ``python benchmarks/bench_overhead.py``. Loopback only.
 """
@@ -34,9 +34,9 @@ from runcomfy_async import Client, Limits, PollPolicy
 JOBS_PER_ROUND = 1_000
 ROUNDS = 5  # per variant, alternating, after one warm-up round each
 QUEUE_POLLS, RUN_POLLS = 2, 2  # scripted: each job answers 2 x in_queue, 2 x in_progress
-TARGET_RATIO = 1.3
+TARGET_RATIO = 1.2  # CPU per request, client / raw
 LIMITS = Limits()  # the client's defaults, mirrored by the raw loop below
-#: No waiting between polls and no budget to speak of: the comparison is CPU, not pacing.
+#: Tuned variant only: no waiting between polls and no budget to speak of.
 POLL = PollPolicy(
     first_interval=0.0,
     max_interval=0.0,
@@ -97,18 +97,24 @@ async def raw_round(sim: SimProcess, jobs: int) -> None:
     assert all(r.output is not None for r in results)
 
 
-async def client_round(sim: SimProcess, jobs: int, *, trust_env: bool = True) -> None:
-    """The client: ``jobs`` x ``client.run()`` gathered at once on one Client."""
+async def client_round(
+    sim: SimProcess, jobs: int, *, trust_env: bool = True, polling: PollPolicy | None = None
+) -> None:
+    """The client with its defaults: ``jobs`` x ``client.run()`` gathered at once."""
     async with Client(
-        token=sim.token, base_url=sim.url, polling=POLL, limits=LIMITS, trust_env=trust_env
+        token=sim.token,
+        base_url=sim.url,
+        limits=LIMITS,
+        trust_env=trust_env,
+        **({} if polling is None else {"polling": polling}),  # type: ignore[arg-type]
     ) as client:
         results = await asyncio.gather(*(client.run(MODEL, INPUTS) for _ in range(jobs)))
     assert all(r.output is not None for r in results)
 
 
-async def client_round_no_env(sim: SimProcess, jobs: int) -> None:
-    """The client with ``trust_env=False``: no proxy / netrc lookups per request."""
-    await client_round(sim, jobs, trust_env=False)
+async def client_round_tuned(sim: SimProcess, jobs: int) -> None:
+    """Tuned: polls never wait, ``trust_env=False`` (no proxy / netrc lookups)."""
+    await client_round(sim, jobs, trust_env=False, polling=POLL)
 
 
 async def measure(
@@ -129,8 +135,8 @@ async def main() -> None:
     script = {"queue_polls": QUEUE_POLLS, "run_polls": RUN_POLLS}
     variants = {
         "raw aiohttp": raw_round,
-        "client.run": client_round,
-        "client.run, trust_env=False": client_round_no_env,
+        "client.run (defaults)": client_round,
+        "tuned: no waits, trust_env=False": client_round_tuned,
     }
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     with SimProcess(clock="scripted", script=script) as sim:
@@ -151,17 +157,22 @@ def report(samples: dict[str, list[tuple[float, float]]]) -> None:
     width = max(len(name) for name in samples)
     print(f"  {'variant':<{width}}  {'CPU/job median':>14}  {'p95':>9}  {'requests/job':>12}")
     medians = {}
+    per_request = {}
     for name, rows in samples.items():
         cpu = [c for c, _ in rows]
         medians[name] = statistics.median(cpu)
+        per_request[name] = statistics.median(c / r for c, r in rows)
         p95 = statistics.quantiles(cpu, n=20, method="inclusive")[18]
         requests = statistics.median(r for _, r in rows)
         print(f"  {name:<{width}}  {medians[name]:>11.3f} ms  {p95:>6.3f} ms  {requests:>12.2f}")
-    floor = medians["raw aiohttp"]
+    floor, floor_req = medians["raw aiohttp"], per_request["raw aiohttp"]
     for name in list(samples)[1:]:
-        ratio = medians[name] / floor
+        ratio = per_request[name] / floor_req
         verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
-        print(f"  {name}: {ratio:.2f}x the floor (target <= {TARGET_RATIO}x)  {verdict}")
+        print(
+            f"  {name}: CPU/job {medians[name] / floor:.2f}x, CPU/request {ratio:.2f}x the "
+            f"floor (target <= {TARGET_RATIO}x per request)  {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,12 @@ def scaled(policy: PollPolicy, scale: float) -> PollPolicy:
         max_learned_interval=policy.max_learned_interval / scale,
         max_retry_after=policy.max_retry_after / scale,
         # Baselines poll per job with no session budget, as their SDKs do.
-        requests_per_second=_UNLIMITED if fixed else policy.requests_per_second * scale,
+        requests_per_second=_UNLIMITED
+        if fixed
+        else None
+        if policy.requests_per_second is None
+        else policy.requests_per_second * scale,
+        start_requests_per_second=policy.start_requests_per_second * scale,
         burst=1000 if fixed else policy.burst,
     )
 

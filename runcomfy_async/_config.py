@@ -18,7 +18,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
     "DEFAULT_POLLING",
-    "DEFAULT_REQUESTS_PER_SECOND",
+    "DEFAULT_START_REQUESTS_PER_SECOND",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "TOKEN_ENV",
@@ -140,13 +140,13 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 DEFAULT_RETRY: Final = RetryPolicy()
 
 
-DEFAULT_REQUESTS_PER_SECOND: Final = 20.0
-"""Status requests per second one client sends at most, all jobs together.
+DEFAULT_START_REQUESTS_PER_SECOND: Final = 50.0
+"""The rate a session's request budget starts at before it has learned anything.
 
-RunComfy publishes no rate limit; its own clients poll each job every 2–5 s. 20/s is what
-ten such clients would send. It polls 30 jobs inside their finish windows every 1.5 s,
-and since a learned 60 s job costs about 10 polls, it sustains ~120 such jobs at once;
-larger batches are polled more sparsely (the most overdue first), never faster.
+RunComfy publishes no rate limit, so the budget has no fixed ceiling: it grows while the
+server answers well and backs off on 429 (see :mod:`._poll_budget`). This is only its
+first step, small enough that an account allowing a few requests a second sees a handful
+of 429s at most before the budget settles.
 """
 
 
@@ -159,8 +159,16 @@ class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
     not a transition (a long queue would otherwise be polled at the first interval for
     ever); the learned drain rate spaces those polls instead. With ``learn`` on, a
     model's observed run times replace it while a job runs: one poll every
-    ``max_learned_interval`` at most while the job cannot be done yet, one every
-    ``finish_interval`` through the window where it is expected to finish.
+    ``max_learned_interval`` at most while the job cannot be done yet, then polls through
+    the window where it is expected to finish at ``finish_fraction`` of the expected run
+    time (within ``min_finish_interval`` and ``finish_interval``). Jobs of a model not
+    learned yet that run side by side spread their polls, so the batch learns from its
+    first finisher and every other job of it re-plans at once.
+
+    The session's budget (status, result and cancel requests together) has no fixed
+    ceiling: it starts at ``start_requests_per_second``, grows while answers are good,
+    drops on 429 and honours ``Retry-After``. ``requests_per_second`` is an optional hard
+    cap for an account whose limit is known.
 
     Attributes:
         first_interval: Seconds before the second poll after a transition (the first poll
@@ -168,30 +176,38 @@ class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
         growth: Factor the interval grows by at each poll without a transition.
         max_interval: The longest plain interval.
         jitter: The largest fraction (0–1) each wait is shortened by at random.
-        requests_per_second: The session-wide status budget, all jobs together.
-        burst: Status requests that may go out at once after a quiet spell.
+        requests_per_second: A hard cap on the session's request rate, all jobs together;
+            None (the default) lets the budget find the rate the server allows.
+        start_requests_per_second: The budget's first rate, before anything is learned.
+        burst: The most requests that may go out at once after a quiet spell.
         max_consecutive_failures: Transient poll failures (connection errors, 408, 429,
             5xx, unreadable answers) tolerated in a row before the last one is raised.
         max_retry_after: The longest ``Retry-After`` honoured on a 429; longer asks are
             capped.
         learn: Learn each model's run time and queue drain rate within the session and
             poll around the expected finish.
-        finish_interval: Seconds between polls while a job is inside its expected finish
-            window; it bounds the detection latency of a job that finishes there.
+        finish_interval: The longest wait between polls while a job is inside its
+            expected finish window; it bounds the detection latency of such a job.
+        finish_fraction: The wait inside the finish window as a fraction of the expected
+            run time (0.025: 1.5 s for a minute-long job, 0.05 s for a 2 s one).
+        min_finish_interval: The shortest wait inside the finish window.
         max_learned_interval: The longest wait of the learned schedule before that
             window (a job that fails early is noticed within this).
     """
 
-    first_interval: float = 0.5
-    growth: float = 1.5
+    first_interval: float = 0.1
+    growth: float = 2.0
     max_interval: float = 5.0
     jitter: float = 0.1
-    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    requests_per_second: float | None = None
+    start_requests_per_second: float = DEFAULT_START_REQUESTS_PER_SECOND
     burst: int = 20
     max_consecutive_failures: int = 20
     max_retry_after: float = 60.0
     learn: bool = True
     finish_interval: float = 1.5
+    finish_fraction: float = 0.025
+    min_finish_interval: float = 0.05
     max_learned_interval: float = 30.0
 
     def __post_init__(self) -> None:
@@ -200,6 +216,8 @@ class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
             "max_interval",
             "max_retry_after",
             "finish_interval",
+            "finish_fraction",
+            "min_finish_interval",
             "max_learned_interval",
         ):
             value = getattr(self, name)
@@ -209,10 +227,10 @@ class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"growth must be a finite number >= 1, got {self.growth!r}")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be within [0, 1], got {self.jitter!r}")
-        if not 0 < self.requests_per_second < math.inf:
-            raise ValueError(
-                f"requests_per_second must be positive and finite, got {self.requests_per_second!r}"
-            )
+        for name in ("requests_per_second", "start_requests_per_second"):
+            rate = getattr(self, name)
+            if rate is not None and not 0 < rate < math.inf:
+                raise ValueError(f"{name} must be positive and finite, got {rate!r}")
         for name in ("burst", "max_consecutive_failures"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

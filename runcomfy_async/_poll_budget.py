@@ -1,12 +1,31 @@
-"""The one status-request budget all of a client's jobs share, and its poll scheduler.
+"""The one request budget all of a session's jobs share, and its poll scheduler.
 
 :class:`~runcomfy_async.PollPolicy` (in :mod:`._config`) says how fast to poll; the pure
 maths that applies it (plain backoff, learned run times, the next poll's plan) lives in
-:mod:`._poll_plan`, tested without sleeping. :class:`PollScheduler`, one per client, does
-the waiting: it sleeps each watcher until its poll is due, then hands out status
-requests from a token bucket (``requests_per_second`` with a ``burst``), the most
-overdue job first. It starts no background task — the waiter at the head of the line
-keeps time for the others — so a client used without ``async with`` has nothing to
+:mod:`._poll_plan`, tested without sleeping. :class:`PollScheduler`, one per session, does
+the waiting: it sleeps each watcher until its poll is due, then hands out requests — status
+polls, result fetches and cancels alike — from a token bucket whose rate
+:class:`AdaptiveRate` *finds*: there is no fixed ceiling the server does not impose.
+
+The rate starts at ``start_requests_per_second`` and, while requests wait for it and the
+answers are good, grows quickly (doubling about every tenth of a second of good answers)
+until the first 429; then it drops to what the server was seen to answer well in the last
+second (never above 0.85 of the rate it had), and from there creeps up by 0.1 % per good
+answer, probing again; after a quiet spell of ``_QUIET`` seconds without a 429 it regains
+faster (2 % per good answer) up to 0.9 of the rate its last run of 429s began at, so one
+bad patch does not leave the session crawling. The rate never falls below 0.2 requests a
+second, nor below a tenth of a user's hard cap. A 429 answering a request sent before the
+last drop does not drop it again (it tells nothing new). ``Retry-After`` pauses every
+request of the session that long (:class:`~runcomfy_async._retry.Backpressure`), and after
+a 429 the bucket starts empty, so nothing bursts past what was just learned; its size is a
+tenth of a second of the rate (at most ``burst``). ``requests_per_second`` is an optional
+hard cap (a capped budget starts at the cap, with ``burst`` saved up, as a fixed budget
+would).
+
+Due requests are served most overdue first (smallest key), and a key is never later than
+``_AGING`` seconds after the request fell due, so no job starves however many newer,
+more urgent ones arrive. It starts no background task — the waiter at the head of the
+line keeps time for the others — so a client used without ``async with`` has nothing to
 stop, and there is no ``aclose()``.
 """
 
@@ -14,8 +33,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 import time
+import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -25,19 +47,40 @@ from ._config import DEFAULT_POLLING, PollPolicy
 from ._poll_plan import RunTimes
 from ._retry import Backpressure
 
-__all__ = ["PollScheduler", "TokenBucket"]
+__all__ = ["AdaptiveRate", "PollScheduler", "TokenBucket"]
 
 _EPSILON: Final = 1e-9  # refill rounding must not leave a token at 0.9999999 for ever
+_AGING: Final = 5.0  # a due request's key is never later than this after it fell due
+_SLOW_START_GAIN: Final = 10.0  # req/s added per good answer before the first 429
+_PROBE_GAIN: Final = 0.001  # relative growth per good answer after it
+_DROP: Final = 0.85  # a 429 leaves at most this fraction of the rate
+_FLOOR: Final = 0.1  # … and at least this fraction (a bad measurement must not zero it)
+_MIN_RATE: Final = 0.2  # requests a second, whatever the server says
+_CAP_FLOOR: Final = 0.1  # under a hard cap, the rate never falls below this fraction of it
+_QUIET: Final = 2.0  # seconds without a 429 after which the rate recovers faster …
+_RECOVERY_GAIN: Final = 0.02  # … by this much per good answer, back towards its ceiling
+_CEILING: Final = 0.9  # … which is this fraction of the rate the last episode of 429s began at
+_WINDOW: Final = 1.0  # seconds of good answers measured
+_BURST_SECONDS: Final = 0.1  # the bucket holds this much of the rate
+#: Due times are rounded up to a multiple of this many seconds, so polls due within the
+#: same 20 ms wake the event loop once and go out as one burst: each wake-up and each lone
+#: send to a sleeping server costs far more CPU (on both sides) than the Python around it.
+_TICK: Final = 0.02
 
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; pure, clock passed in."""
 
-    def __init__(self, rate: float, burst: int, now: float) -> None:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = float(burst)
         self._tokens = float(burst)
         self._stamp = now
+
+    @property
+    def tokens(self) -> float:
+        """Tokens saved up at the last refill."""
+        return self._tokens
 
     def _refill(self, now: float) -> None:
         if now > self._stamp:
@@ -56,11 +99,99 @@ class TokenBucket:
         """Give back a token that was taken but not used."""
         self._tokens = min(self.burst, self._tokens + 1.0)
 
+    def reshape(self, rate: float, burst: float, now: float) -> None:
+        """Change the rate and size from ``now`` on (tokens saved so far are kept)."""
+        self._refill(now)
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = min(self._tokens, self.burst)
+
+    def empty(self, now: float) -> None:
+        """Spend every saved token: the next one comes at the rate."""
+        self._refill(now)
+        self._tokens = 0.0
+
     def wait_time(self, now: float) -> float:
         """Seconds until a token is available (0 if one is)."""
         self._refill(now)
         missing = 1.0 - self._tokens
         return missing / self.rate if missing > _EPSILON else 0.0
+
+
+class AdaptiveRate:
+    """The request rate the server allows, learned from its answers; pure, clock passed in.
+
+    Args:
+        policy: Its start rate, optional hard cap and largest burst.
+        now: The time it starts, on the caller's clock.
+    """
+
+    def __init__(self, policy: PollPolicy, now: float) -> None:
+        self.cap = policy.requests_per_second
+        self.max_burst = policy.burst
+        start = policy.start_requests_per_second if self.cap is None else self.cap
+        self.rate = start if self.cap is None else min(start, self.cap)
+        self.limited = False  # a 429 has been seen: probe gently from now on
+        self.drops = 0
+        self._dropped_at = -math.inf
+        # The user's cap is their account's limit: a 429 below it cannot drop the rate far.
+        self.floor = _MIN_RATE if self.cap is None else max(_MIN_RATE, self.cap * _CAP_FLOOR)
+        self._ceiling = 0.0  # the rate a quiet spell recovers to quickly
+        self._good: deque[float] = deque()
+        burst = self.max_burst if self.cap is not None else self._burst()
+        self.bucket = TokenBucket(self.rate, burst, now)
+
+    def _burst(self) -> float:
+        if self.cap is not None and self.rate >= self.cap:
+            return float(self.max_burst)
+        return max(1.0, min(float(self.max_burst), self.rate * _BURST_SECONDS))
+
+    def _set(self, rate: float, now: float) -> None:
+        if self.cap is not None:
+            rate = min(rate, self.cap)
+        self.rate = max(self.floor, rate)
+        self.bucket.reshape(self.rate, self._burst(), now)
+
+    def good_rate(self, now: float) -> float:
+        """Good answers a second over the last second."""
+        good = self._good
+        while good and good[0] < now - _WINDOW:
+            good.popleft()
+        return len(good) / _WINDOW
+
+    def answered(self, now: float, *, binding: bool) -> None:
+        """A request was answered (not with 429); grow if the budget held requests back."""
+        self._good.append(now)
+        if not binding or (self.cap is not None and self.rate >= self.cap):
+            return
+        if self.limited:
+            quiet = now - self._dropped_at >= _QUIET and self.rate < self._ceiling
+            gain = _RECOVERY_GAIN if quiet else _PROBE_GAIN
+            rate = self.rate * (1.0 + gain)
+            self._set(min(rate, self._ceiling) if quiet else rate, now)
+        else:
+            self._set(self.rate + _SLOW_START_GAIN, now)
+
+    def refused(self, sent: float, now: float) -> bool:
+        """A request sent at ``sent`` was answered 429; return whether the rate dropped.
+
+        A request sent before the last drop was paced by the old rate, so its 429 says
+        nothing new: only the bucket is emptied.
+        """
+        self.bucket.empty(now)
+        if sent < self._dropped_at:
+            return False
+        good = self.good_rate(now)
+        if now - self._dropped_at >= _QUIET:
+            # The first 429 after a quiet spell: a new episode, and the rate it began at
+            # (not what a run of 429s drove it down to) is what a later quiet spell regains.
+            self._ceiling = _CEILING * self.rate
+        self.limited = True
+        self.drops += 1
+        self._dropped_at = now
+        self._set(min(self.rate * _DROP, max(self.rate * _FLOOR, 0.9 * good)), now)
+        self.bucket.empty(now)
+        return True
 
 
 class _Waiter:
@@ -78,14 +209,16 @@ class _Waiter:
 
 
 class PollScheduler:
-    """One per client: the shared status budget and the run times learned so far.
+    """One per session: the shared request budget and the run times learned so far.
 
     Args:
         policy: The polling policy.
-        backpressure: The session's 429 pause; no poll is granted while it lasts.
+        backpressure: The session's 429 pause; no request is granted while it lasts.
         clock: Monotonic seconds (injectable for tests).
         sleep: Sleeps on that clock (injectable for tests).
         rand: Draws jitter in ``[0, 1)``.
+        tick: Due times are rounded up to a multiple of this (seconds); by default 20 ms
+            on the real clock and none on an injected one.
     """
 
     def __init__(
@@ -96,37 +229,111 @@ class PollScheduler:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
+        tick: float | None = None,
     ) -> None:
         self.policy = policy
+        self._tick = (_TICK if clock is time.monotonic else 0.0) if tick is None else tick
         self.run_times = RunTimes()
         self.clock = clock
         self.rand = rand
-        self._backpressure = backpressure
+        self.backpressure = backpressure if backpressure is not None else Backpressure(clock)
         self._sleep = sleep
-        self._bucket = TokenBucket(policy.requests_per_second, policy.burst, clock())
+        self.rate = AdaptiveRate(policy, clock())
+        self._bucket = self.rate.bucket
         self._heap: list[_Waiter] = []
         self._timekeeper: _Waiter | None = None
         self._seq = itertools.count()
+        self._cold: dict[str, weakref.WeakSet[object]] = {}
+        self._learned: dict[str, anyio.Event] = {}
+        self.result_polls = True  # cleared if /result refuses to answer an unfinished job
 
     @property
     def waiting(self) -> int:
-        """How many due polls are waiting for the budget."""
+        """How many due requests are waiting for the budget."""
         return sum(1 for w in self._heap if not w.gone)
 
+    # --- what the answers teach --------------------------------------------------------
+
+    def answered(self) -> None:
+        """A budgeted request was answered (anything but 429): the rate may grow."""
+        now = self.clock()
+        self.rate.answered(now, binding=bool(self._heap) or self._bucket.tokens < 1.0)
+
+    def refused(self, sent: float, retry_after: float | None) -> None:
+        """A budgeted request sent at ``sent`` was answered 429 (with ``Retry-After``)."""
+        self.rate.refused(sent, self.clock())
+        if retry_after is not None:
+            self.backpressure.pause(min(max(retry_after, 0.0), self.policy.max_retry_after))
+
+    # --- cold peers and learning wake-ups ------------------------------------------------
+
+    def cold_peers(self, model_id: str | None, watcher: object, cold: bool) -> int:
+        """Count ``watcher`` among the model's running, unlearned jobs (or not); return them."""
+        if model_id is None:
+            return 1
+        peers = self._cold.get(model_id)
+        if not cold:
+            if peers is not None:
+                peers.discard(watcher)
+            return 1
+        if peers is None:
+            peers = self._cold[model_id] = weakref.WeakSet()
+        peers.add(watcher)
+        return len(peers)
+
+    def record_run(self, model_id: str, shortest: float, longest: float) -> None:
+        """Learn a run time, and wake the model's unlearned jobs to re-plan with it."""
+        self.run_times.record_run(model_id, shortest, longest)
+        event = self._learned.pop(model_id, None)
+        if event is not None:
+            event.set()
+
+    async def sleep_until(self, at: float, model_id: str | None = None) -> bool:
+        """Sleep until ``at``; with a model, return False early when it learns a run time."""
+        if self._tick:
+            at = math.ceil(at / self._tick) * self._tick
+        delay = at - self.clock()
+        if delay <= 0:
+            return True
+        if model_id is None:
+            await self._sleep(delay)
+            return True
+        event = self._learned.get(model_id)
+        if event is None:
+            event = self._learned[model_id] = anyio.Event()
+        if self._sleep is anyio.sleep:
+            # On the real clock one cancel scope does it: no task per sleeping job.
+            with anyio.move_on_after(delay) as scope:
+                await event.wait()
+            return scope.cancelled_caught
+        slept = False
+        async with anyio.create_task_group() as tg:
+
+            async def sleeper() -> None:
+                nonlocal slept
+                await self._sleep(delay)
+                slept = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(sleeper)
+            await event.wait()
+            tg.cancel_scope.cancel()
+        return slept
+
+    # --- the line ----------------------------------------------------------------------
+
     async def turn(self, at: float, *, key: float | None = None) -> None:
-        """Sleep until ``at``, then until the budget allows one status request.
+        """Sleep until ``at``, then until the budget allows one request.
 
         Args:
-            at: When the poll is due, on :attr:`clock`.
-            key: Its priority among due polls: smaller goes first (default ``at``).
+            at: When the request is due, on :attr:`clock`.
+            key: Its priority among due requests: smaller goes first (default ``at``).
         """
-        delay = at - self.clock()
-        if delay > 0:
-            await self._sleep(delay)
-        await self._acquire(at if key is None else key)
+        await self.sleep_until(at)
+        await self.acquire(at if key is None else min(key, at + _AGING))
 
     def _paused(self) -> float:
-        return self._backpressure.remaining if self._backpressure is not None else 0.0
+        return self.backpressure.remaining
 
     def _top(self) -> _Waiter | None:
         heap = self._heap
@@ -145,7 +352,10 @@ class PollScheduler:
         if top is not None and self._timekeeper is None:
             top.event.set()  # wake it to keep time for the line
 
-    async def _acquire(self, key: float) -> None:
+    async def acquire(self, key: float | None = None) -> None:
+        """Wait until the budget allows one request now (``key``: smaller goes first)."""
+        if key is None:
+            key = self.clock()
         if self._top() is None and self._paused() <= 0 and self._bucket.take(self.clock()):
             return
         waiter = _Waiter(key, next(self._seq))

@@ -8,8 +8,13 @@ seen between polls (it started after the last ``in_queue`` answer and before the
 ``in_progress`` one; it ended between the last running answer and the first terminal
 one). From a model's recent bounds :class:`RunTimes` estimates the window its next job
 will finish in, and :func:`plan_next` polls once every ``max_learned_interval`` at most
-until that window, every ``finish_interval`` through it, and backs off with the lateness
-after it. A model's first job has no history and gets the plain schedule.
+until that window, at an interval proportional to the expected run time through it
+(:func:`finish_interval`: tenths of a second for sub-second jobs, ``finish_interval`` for
+minute-long ones), and backs off with the lateness after it. A model's first jobs have no
+history and get the plain schedule; when many of them run side by side (``peers``), each
+one's waits grow faster and are spread at random, so that together they still poll the
+model densely and the first finisher is seen soon after it ends — the scheduler then
+wakes the others to re-plan with what it taught.
 """
 
 from __future__ import annotations
@@ -25,11 +30,20 @@ from ._wire import JobState
 if TYPE_CHECKING:
     from ._config import PollPolicy
 
-__all__ = ["Plan", "RunEstimate", "RunTimes", "backoff_interval", "plan_next"]
+__all__ = [
+    "Plan",
+    "RunEstimate",
+    "RunTimes",
+    "backoff_interval",
+    "finish_interval",
+    "plan_next",
+]
 
 _SAMPLES_KEPT: Final = 32
 _DRAIN_WEIGHT: Final = 0.3
 _LONGEST: Final = 7 * 24 * 3600.0  # no job runs (or is kept) longer; larger samples are noise
+_RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
+_WINDOW_POLLS: Final = 16  # the most polls spent crossing a learned finish window
 
 
 def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:
@@ -52,6 +66,38 @@ def backoff_interval(policy: PollPolicy, step: int, *, rand: float = 0.0) -> flo
         except OverflowError:  # long past the cap
             raw = math.inf
     return _jittered(policy, min(policy.max_interval, raw), rand)
+
+
+def _cold_growth(policy: PollPolicy, peers: int) -> float:
+    """The plain growth of one of ``peers`` unlearned jobs of a model running together."""
+    return policy.growth * max(1.0, math.log2(peers) / 2)
+
+
+def _cold_wait(policy: PollPolicy, elapsed: float, peers: int, rand: float) -> float:
+    """The next poll at ``elapsed`` × growth^(0.5–1.5) of the run so far, at random.
+
+    Random in log-time, so the model's many jobs together poll it densely at every point
+    of the run (about every ``elapsed`` × ln(growth) / peers) while each job is polled
+    only a few times; allowed to grow past ``max_interval`` for the same reason.
+    """
+    growth = _cold_growth(policy, peers)
+    elapsed = max(policy.first_interval, elapsed)
+    cap = min(policy.max_learned_interval, policy.max_interval * peers)
+    return min(cap, elapsed * (float(growth ** (0.5 + rand)) - 1.0))
+
+
+def finish_interval(policy: PollPolicy, estimate: RunEstimate) -> float:
+    """The wait between polls inside a job's expected finish window.
+
+    Proportional to the expected run time (``finish_fraction`` of it), within
+    ``min_finish_interval`` and ``finish_interval``: a 0.2 s job is polled every 0.05 s,
+    a minute-long one every 1.5 s.
+    """
+    expected = (estimate.low + estimate.high) / 2
+    # A wide window (run times that vary) is crossed in at most _WINDOW_POLLS steps.
+    spread = (estimate.high - estimate.low) / _WINDOW_POLLS
+    step = max(policy.min_finish_interval, policy.finish_fraction * expected, spread)
+    return min(policy.finish_interval, step)
 
 
 class RunEstimate(msgspec.Struct, frozen=True):
@@ -93,6 +139,7 @@ def plan_next(
     position: int | None = None,
     estimate: RunEstimate | None = None,
     drain: float | None = None,
+    peers: int = 1,
     rand: float = 0.0,
 ) -> Plan:
     """Decide when to poll a job next. Pure: no clock, no randomness of its own.
@@ -108,6 +155,7 @@ def plan_next(
         position: Its last queue position.
         estimate: The model's learned run time.
         drain: The model's learned seconds per queue position.
+        peers: Running jobs of the same model without an estimate, this one included.
         rand: A number in ``[0, 1]``, the jitter draw.
     """
     if failures:
@@ -117,6 +165,10 @@ def plan_next(
         return Plan(now + wait, now + wait)
     if policy.learn and state is JobState.IN_PROGRESS and estimate and started:
         return _plan_learned(policy, now, started, estimate, rand)
+    if policy.learn and peers > 1 and estimate is None and state in _RUNNING:
+        elapsed = now - started[0] if started else 0.0
+        wait = _cold_wait(policy, elapsed, peers, rand)
+        return Plan(now + wait, now + wait)
     wait = backoff_interval(policy, step, rand=rand)
     if policy.learn and state is JobState.IN_QUEUE and drain and position and position > 1:
         # Jobs ahead of this one must leave first; no need to ask before they can have.
@@ -135,14 +187,17 @@ def _plan_learned(
     first = started[0] + estimate.low
     last = started[1] + estimate.high
     key = (first + last) / 2
+    step = finish_interval(policy, estimate)
     if now < first:
-        wait = _jittered(policy, min(policy.max_learned_interval, first - now), rand)
+        # A window no wider than a step needs one poll, at its end; others start at once.
+        aim = last if last - first <= step else first
+        wait = _jittered(policy, min(policy.max_learned_interval, aim - now), rand)
     elif now <= last:
-        wait = _jittered(policy, policy.finish_interval, rand)
+        wait = _jittered(policy, step, rand)
     else:
         # Overdue: the estimate was wrong for this job; back off with its lateness.
-        cap = max(policy.max_interval, policy.finish_interval)
-        wait = _jittered(policy, min(cap, max(policy.finish_interval, (now - last) / 2)), rand)
+        cap = max(policy.max_interval, step)
+        wait = _jittered(policy, min(cap, max(step, (now - last) / 2)), rand)
     return Plan(now + wait, key)
 
 

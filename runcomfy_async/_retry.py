@@ -36,6 +36,7 @@ from ._errors import (
 
 __all__ = [
     "Backpressure",
+    "Budget",
     "RetryEvent",
     "RetryHook",
     "backoff_delay",
@@ -137,6 +138,22 @@ class Backpressure:
             await anyio.sleep(left)
 
 
+class Budget(Protocol):
+    """The session's request budget, as the retry loop sees it (:mod:`._poll_budget`).
+
+    Budgeted calls wait for :meth:`acquire` before each attempt and report each answer,
+    so status polls, result fetches and cancels all draw from one rate that the 429s teach.
+    """
+
+    clock: Callable[[], float]
+
+    async def acquire(self, key: float | None = None) -> None: ...
+
+    def answered(self) -> None: ...
+
+    def refused(self, sent: float, retry_after: float | None) -> None: ...
+
+
 async def retrying(
     call: Callable[[], Awaitable[T]],
     *,
@@ -146,8 +163,13 @@ async def retrying(
     route: str,
     request_id: str | None = None,
     hook: RetryHook | None = None,
+    budget: Budget | None = None,
 ) -> T:
     """Run ``call`` until it succeeds, fails for good, or the policy is spent.
+
+    With a ``budget``, every attempt waits for it and reports its answer to it; a 429 is
+    then the budget's to pace (it drops its rate and honours ``Retry-After`` for the
+    whole session), so the loop does not sleep on its own for it.
 
     Raises:
         RunComfyError: The last failure, when it is not retryable or no attempt or
@@ -157,15 +179,22 @@ async def retrying(
     retry = 0
     while True:
         await backpressure.wait()
+        sent = 0.0
+        if budget is not None:
+            # Most urgent of all: the job's result, or a cancel, is wanted now.
+            await budget.acquire(-math.inf)
+            sent = budget.clock()
         try:
-            return await call()
+            answer = await call()
         except RunComfyError as exc:
+            if budget is not None and isinstance(exc, RateLimitError):
+                budget.refused(sent, retry_after_of(exc))
             retry += 1
             if not retryable(exc) or retry >= policy.attempts:
                 raise
             hinted = retry_after_of(exc)
             delay = backoff_delay(policy, retry, retry_after=hinted, rand=random.random())
-            if isinstance(exc, RateLimitError):
+            if isinstance(exc, RateLimitError) and budget is None:
                 backpressure.pause(delay)
             if time.monotonic() + delay > deadline:
                 raise
@@ -177,3 +206,7 @@ async def retrying(
                 hook(event)
             if not isinstance(exc, RateLimitError):
                 await anyio.sleep(delay)
+        else:
+            if budget is not None:
+                budget.answered()
+            return answer

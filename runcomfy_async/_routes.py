@@ -5,6 +5,10 @@ sent once here, and :mod:`._submit` decides whether it may be sent again. The st
 poll is offered twice: :meth:`Routes.status` retries like any read,
 :meth:`Routes.poll_status` makes a single attempt, because the poll scheduler is itself
 the retry loop for polls and must account every request against the shared budget.
+:meth:`Routes.poll_result` is the same single attempt on ``/result``, which answers the
+current state while a job is unfinished, so the poll that sees the end carries the output.
+Result fetches and cancels draw from the session's budget too (``budget``): every
+attempt waits its turn and reports its answer, so a 429 on any of them teaches it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from ._errors import (
     RunComfyError,
     UnexpectedResponseError,
 )
-from ._retry import Backpressure, RetryHook, is_retryable_read, retrying
+from ._retry import Backpressure, Budget, RetryHook, is_retryable_read, retrying
 from ._transport import Response, Transport
 from ._wire import (
     CancelResult,
@@ -77,8 +81,10 @@ class Routes:
         backpressure: Backpressure,
         include_cost: bool = False,
         on_retry: RetryHook | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.transport = transport
+        self.budget = budget
         self.retry = retry
         self.backpressure = backpressure
         self.include_cost = include_cost
@@ -93,6 +99,7 @@ class Routes:
         request_id: str | None,
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        budgeted: bool = False,
     ) -> Response:
         """One idempotent call (a read, or a cancel), retried on anything transient."""
 
@@ -109,6 +116,7 @@ class Routes:
             route=route,
             request_id=request_id,
             hook=self.on_retry,
+            budget=self.budget if budgeted else None,
         )
 
     async def cancel_abandoned(self, request_id: str) -> CancelResult | None:
@@ -159,6 +167,26 @@ class Routes:
         )
         return self._decode_status(response, route, request_id)
 
+    async def poll_result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
+        """GET the result once as a poll (it answers the state while unfinished); no retry."""
+        route = ROUTES["result"]
+        with_cost = self.include_cost if include_cost is None else include_cost
+        await self.backpressure.wait()
+        response = await self.transport.request(
+            "GET",
+            f"/v1/requests/{request_id}/result",
+            route=route,
+            request_id=request_id,
+            params={"include_cost": "true"} if with_cost else None,
+        )
+        return self._decode_result(response, route, request_id)
+
+    def _decode_result(self, response: Response, route: str, request_id: str) -> Result:
+        try:
+            return decode_result(response.body)
+        except msgspec.MsgspecError as exc:
+            raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+
     def _decode_status(self, response: Response, route: str, request_id: str) -> Status:
         try:
             return decode_status(response.body)
@@ -175,11 +203,9 @@ class Routes:
             route=route,
             request_id=request_id,
             params={"include_cost": "true"} if with_cost else None,
+            budgeted=True,
         )
-        try:
-            return decode_result(response.body)
-        except msgspec.MsgspecError as exc:
-            raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+        return self._decode_result(response, route, request_id)
 
     async def cancel(self, request_id: str) -> CancelResult:
         """POST a cancel; retried like a read, since cancelling twice is harmless."""
@@ -190,6 +216,7 @@ class Routes:
             route=route,
             request_id=request_id,
             body=b"{}",
+            budgeted=True,
         )
         try:
             return decode_cancel(response.body, request_id)

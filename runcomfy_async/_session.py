@@ -99,6 +99,7 @@ class Session:
         parts = root._per_token.get(token)
         if parts is None:
             backpressure = Backpressure()
+            # status, result and cancel requests of the token all draw from its budget
             parts = (backpressure, PollScheduler(root._polling, backpressure=backpressure))
             root._per_token[token] = parts
         self.token = token
@@ -112,6 +113,7 @@ class Session:
             include_cost=include_cost,
             on_retry=root._on_retry,
             ledger=root.ledger,
+            budget=parts[1],
         )
         self.scheduler = parts[1]
         self.catalog = Catalog(self.routes)  # a view's fetches carry the view's token …

@@ -31,11 +31,11 @@ from ._errors import RunComfyError, SpendLimitError, SubmitUncertainError
 from ._otel import FACTS
 from ._routes import Routes
 from ._submit import Submitter
-from ._wire import JobState
+from ._wire import JobState, Status
 
 if TYPE_CHECKING:
     from ._catalog import Catalog
-    from ._wire import CancelResult, ModelInfo, Result, Status, SubmitResponse
+    from ._wire import CancelResult, ModelInfo, Result, SubmitResponse
 
 __all__ = [
     "PRICE_USD",
@@ -233,7 +233,7 @@ class SpendRoutes(Routes):
     """Routes that settle the ledger from results and cancels (one per token and view).
 
     They also tell the run under way (telemetry's :data:`~._otel.FACTS`, when on) of
-    each status poll.
+    each status poll (a ``/result`` poll counts as one).
     """
 
     def __init__(self, *args: Any, ledger: SpendLedger, **kwargs: Any) -> None:
@@ -246,6 +246,17 @@ class SpendRoutes(Routes):
             include_cost = True  # the cost replaces the reservation
         result = await super().result(request_id, include_cost=include_cost)
         ledger.settle(request_id, result)
+        return result
+
+    async def poll_result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
+        ledger = self.ledger
+        if ledger.limited and ledger.tracks(request_id):
+            include_cost = True
+        result = await super().poll_result(request_id, include_cost=include_cost)
+        ledger.settle(request_id, result)
+        facts = FACTS.get()
+        if facts is not None:
+            facts.saw(Status(request_id=result.request_id, status=result.status.value))
         return result
 
     async def poll_status(self, request_id: str) -> Status:

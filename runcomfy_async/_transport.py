@@ -217,8 +217,12 @@ def _mapped(route: str, request_id: str | None) -> Iterator[None]:
 async def _read_capped(resp: aiohttp.ClientResponse, route: str, request_id: str | None) -> bytes:
     """Read an API answer whole, refusing one larger than any real answer could be."""
     declared = resp.content_length
-    if declared is not None and declared > MAX_ANSWER_BYTES:
-        raise _too_large(resp.status, route, request_id)
+    if declared is not None:
+        if declared > MAX_ANSWER_BYTES:
+            raise _too_large(resp.status, route, request_id)
+        if "Content-Encoding" not in resp.headers:
+            # Not compressed: aiohttp stops at the declared length, so one read is safe.
+            return await resp.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():

@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Final
 import anyio
 
 from ._errors import (
+    AuthenticationError,
     JobCancelledError,
     JobFailedError,
+    NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     RunComfyError,
     UnexpectedResponseError,
@@ -50,6 +53,16 @@ DEFAULT_LAST_POLL_GRACE: Final = 2.0
 """Seconds a poll or result fetch started by the deadline may run past it to answer."""
 
 _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
+_REFUSALS: Final = (AuthenticationError, NotFoundError, PermissionDeniedError)
+#: Unfinished answers in a row from /result polls before a /status poll is sent between
+#: them (a server, or a scripted simulator, might only move a job on /status).
+_RESULT_STREAK: Final = 3
+
+
+def _as_status(result: Result) -> Status:
+    """A /result poll's answer seen as a status (the state in /status's words)."""
+    word = result.raw_status if result.status is JobState.UNKNOWN else result.status.value
+    return Status(request_id=result.request_id, status=word)
 
 
 def is_transient(exc: RunComfyError) -> bool:
@@ -91,6 +104,7 @@ class Watcher:
         self._failures = 0
         self._races = 0
         self._result_failures = 0
+        self._result_streak = 0
         self._retry_after: float | None = None
         self._last_exc: RunComfyError | None = None
         self._answered_at = now
@@ -99,25 +113,40 @@ class Watcher:
         self._started: tuple[float, float] | None = None
         self._running_since: float | None = None
         self._position_seen: tuple[int, float] | None = None
+        self._presumed: tuple[float, float] | None = None  # see _presume_running
 
     # --- timing ----------------------------------------------------------------------
 
     def _next_plan(self) -> tuple[float, float]:
-        if self._polls == 0:
-            now = self.scheduler.clock()
-            return now, now
         sched = self.scheduler
+        state, started = self.state, self._started
+        estimate = sched.run_times.estimate(self.model_id)
+        if self._polls == 0:
+            # A fresh job of a learned model whose jobs do not queue was most likely
+            # running from its submit: its first poll (a /result) waits for the expected
+            # finish. Otherwise it is sent at once.
+            lo = self._left_queue_lo
+            if lo is None or not sched.policy.learn or estimate is None:
+                self._presumed = None
+            elif not sched.run_times.drain(self.model_id):
+                self._presumed = (lo, lo)
+            if self._presumed is None:
+                now = sched.clock()
+                return now, now
+            state, started = JobState.IN_PROGRESS, self._presumed
+        cold = sched.policy.learn and self.state in _RUNNING and estimate is None
         plan = plan_next(
             sched.policy,
             self._answered_at,
-            state=self.state,
+            state=state,
             step=self._step,
             failures=self._failures,
             retry_after=self._retry_after,
-            started=self._started,
+            started=started,
             position=self.last.queue_position if self.last else None,
-            estimate=sched.run_times.estimate(self.model_id),
+            estimate=estimate,
             drain=sched.run_times.drain(self.model_id),
+            peers=sched.cold_peers(self.model_id, self, cold),
             rand=sched.rand(),
         )
         return min(plan.at, self.deadline), plan.key
@@ -158,25 +187,68 @@ class Watcher:
         if status is None:
             self._check_deadline()
             return []
+        result = status if isinstance(status, Result) else None
+        if isinstance(status, Result):
+            status = _as_status(status)
         events = self._observe(status, sent)
         if status.state.is_terminal:
-            terminal = await self._conclude()
+            terminal = await self._conclude(result)
             if terminal is not None:
                 self.done = True
                 return [*events, terminal]
         self._check_deadline()
         return events
 
-    async def _poll(self, at: float, key: float) -> tuple[Status | None, float]:
+    def _learning_model(self) -> str | None:
+        """The model whose first run time would re-plan this job's next poll, if any."""
+        sched = self.scheduler
+        if not (sched.policy.learn and self.state in _RUNNING):
+            return None
+        return self.model_id if sched.run_times.estimate(self.model_id) is None else None
+
+    def _finishing(self) -> bool:
+        """Whether the job runs and should be finishing: poll ``/result`` (it answers the
+        state while unfinished, and the poll that sees the end saves the result fetch)."""
+        sched = self.scheduler
+        started = self._presumed if self._polls == 1 else None
+        if started is None and self.state is JobState.IN_PROGRESS:
+            started = self._started
+        if not (sched.result_polls and started):
+            return False
+        if self._result_streak >= _RESULT_STREAK:
+            self._result_streak = 0
+            return False
+        estimate = sched.run_times.estimate(self.model_id)
+        return estimate is not None and sched.clock() >= started[0] + estimate.low
+
+    async def _poll(self, at: float, key: float) -> tuple[Status | Result | None, float]:
         """Wait for this job's turn and poll once; a transient failure gives None."""
-        await self.scheduler.turn(at, key=key)
-        sent = self.scheduler.clock()
+        sched = self.scheduler
+        while not await sched.sleep_until(at, self._learning_model()):
+            at, key = self._next_plan()  # its model just learned a run time: re-plan
+        await sched.turn(at, key=key)
+        sent = sched.clock()
         self._polls += 1
+        on_result = self._finishing()
         try:
-            return await self.routes.poll_status(self.request_id), sent
+            if on_result:
+                answer: Status | Result = await self.routes.poll_result(self.request_id)
+            else:
+                answer = await self.routes.poll_status(self.request_id)
         except RunComfyError as exc:
+            if isinstance(exc, RateLimitError):
+                sched.refused(sent, retry_after_of(exc))
+            elif on_result and not is_transient(exc) and not isinstance(exc, _REFUSALS):
+                # This server will not answer /result before the end: poll /status.
+                logger.info("/result refused an unfinished job (%s); polling /status", exc)
+                sched.result_polls = False
+                return None, sent
             self._absorb(exc)
             return None, sent
+        sched.answered()
+        if on_result:
+            self._result_streak += 1
+        return answer, sent
 
     def _absorb(self, exc: RunComfyError) -> None:
         self._answered_at = self.scheduler.clock()
@@ -186,18 +258,8 @@ class Watcher:
         self._last_exc = exc
         if self._failures >= self.scheduler.policy.max_consecutive_failures:
             raise exc
+        # A 429 was already told to the budget, which paces the whole session.
         self._retry_after = retry_after_of(exc)
-        plan = plan_next(
-            self.scheduler.policy,
-            self._answered_at,
-            state=self.state,
-            step=self._step,
-            failures=self._failures,
-            retry_after=self._retry_after,
-        )
-        if isinstance(exc, RateLimitError):
-            # The whole session slows down, not just this job (see Backpressure).
-            self.routes.backpressure.pause(plan.at - self._answered_at)
         logger.info(
             "status poll of request %s failed (%d in a row), retrying: %s",
             self.request_id,
@@ -263,16 +325,24 @@ class Watcher:
                 if before is None or position != before[0]:
                     self._position_seen = (position, now)
         elif state in _RUNNING:
-            if self._started is None and self._left_queue_lo is not None:
+            if self._started is None and self._polls == 1 and self._presumed is not None:
+                # Presumed running since its submit and not seen queued: keep that start
+                # (else it would teach only "0 to T s", and the window would widen).
+                self._started = self._presumed
+            elif self._started is None and self._left_queue_lo is not None:
                 self._started = (self._left_queue_lo, now)
             self._running_since = sent
 
-    async def _conclude(self) -> Event | None:
-        """Fetch the result of a job /status calls finished; None if /result disagrees."""
-        result: Result | None = None
-        with anyio.move_on_after(self._scope_limit()) as scope:
+    async def _conclude(self, polled: Result | None = None) -> Event | None:
+        """Fetch the result of a job /status calls finished; None if /result disagrees.
+
+        A /result poll that saw the end (``polled``) already is that result.
+        """
+        result: Result | None = polled
+        with anyio.move_on_after(None if polled else self._scope_limit()) as scope:
             try:
-                result = await self.routes.result(self.request_id)
+                if result is None:
+                    result = await self.routes.result(self.request_id)
             except RunComfyError as exc:
                 # The job is done on the server: a garbled or failed /result answer must
                 # not turn a paid-for success into an error. Count it and ask again; the
@@ -316,7 +386,7 @@ class Watcher:
         if model_id is None or self._started is None or self._running_since is None:
             return
         start_lo, start_hi = self._started
-        self.scheduler.run_times.record_run(
+        self.scheduler.record_run(
             model_id, max(0.0, self._running_since - start_hi), self._answered_at - start_lo
         )
 

@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runcomfy_async._config import DEFAULT_POLLING, DEFAULT_REQUESTS_PER_SECOND, PollPolicy
+from runcomfy_async._config import DEFAULT_POLLING, DEFAULT_START_REQUESTS_PER_SECOND, PollPolicy
 from runcomfy_async._poll_budget import PollScheduler, TokenBucket
 from runcomfy_async._poll_plan import Plan, RunEstimate, RunTimes, backoff_interval, plan_next
 from runcomfy_async._retry import Backpressure
 from runcomfy_async._wire import JobState
 
-NO_JITTER = PollPolicy(jitter=0.0)
+# The schedule the pure-maths tests below were written for (the defaults start faster now).
+NO_JITTER = PollPolicy(jitter=0.0, first_interval=0.5, growth=1.5)
 
 
 async def _idle() -> None:
@@ -68,11 +69,12 @@ class FakeClock:
 
 
 def test_defaults_are_documented_values() -> None:
-    """The default policy polls 0.5 s → ×1.5 → 5 s and shares 20 requests a second."""
-    assert DEFAULT_POLLING.first_interval == 0.5
-    assert DEFAULT_POLLING.growth == 1.5
+    """The default policy polls 0.1 s → ×2 → 5 s; its budget has no cap and starts at 50/s."""
+    assert DEFAULT_POLLING.first_interval == 0.1
+    assert DEFAULT_POLLING.growth == 2.0
     assert DEFAULT_POLLING.max_interval == 5.0
-    assert DEFAULT_POLLING.requests_per_second == DEFAULT_REQUESTS_PER_SECOND == 20.0
+    assert DEFAULT_POLLING.requests_per_second is None
+    assert DEFAULT_POLLING.start_requests_per_second == DEFAULT_START_REQUESTS_PER_SECOND == 50.0
 
 
 @pytest.mark.parametrize(
@@ -211,7 +213,7 @@ def test_sixty_second_job_costs_few_polls_when_learned() -> None:
 def test_learning_can_be_switched_off() -> None:
     """With learn=False the plain schedule applies even with an estimate."""
     plan = plan_next(
-        PollPolicy(jitter=0.0, learn=False),
+        PollPolicy(jitter=0.0, learn=False, first_interval=0.5),
         10.0,
         state=JobState.IN_PROGRESS,
         step=0,
