@@ -46,9 +46,11 @@ import anyio
 from ._config import DEFAULT_POLLING, PollPolicy
 from ._poll_plan import RunTimes
 from ._retry import Backpressure
+from ._wire import JobState
 
 __all__ = ["AdaptiveRate", "PollScheduler", "TokenBucket"]
 
+_RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
 _EPSILON: Final = 1e-9  # refill rounding must not leave a token at 0.9999999 for ever
 _AGING: Final = 5.0  # a due request's key is never later than this after it fell due
 _SLOW_START_GAIN: Final = 10.0  # req/s added per good answer before the first 429
@@ -243,7 +245,7 @@ class PollScheduler:
         self._heap: list[_Waiter] = []
         self._timekeeper: _Waiter | None = None
         self._seq = itertools.count()
-        self._cold: dict[str, weakref.WeakSet[object]] = {}
+        self._cold: dict[tuple[str, bool], weakref.WeakSet[object]] = {}
         self._learned: dict[str, anyio.Event] = {}
         self.result_polls = True  # cleared if /result refuses to answer an unfinished job
 
@@ -267,17 +269,31 @@ class PollScheduler:
 
     # --- cold peers and learning wake-ups ------------------------------------------------
 
-    def cold_peers(self, model_id: str | None, watcher: object, cold: bool) -> int:
-        """Count ``watcher`` among the model's running, unlearned jobs (or not); return them."""
+    def learning_model(self, model_id: str | None, state: JobState | None) -> str | None:
+        """The model whose first run time (for a running job) or drain rate (for a queued
+        one) would re-plan a job in ``state``, if any."""
+        if not self.policy.learn:
+            return None
+        if state in _RUNNING and self.run_times.estimate(model_id) is None:
+            return model_id
+        if state is JobState.IN_QUEUE and self.run_times.drain(model_id) is None:
+            return model_id
+        return None
+
+    def cold_peers(self, model_id: str | None, watcher: object, state: JobState | None) -> int:
+        """Count ``watcher`` among the model's running jobs with no run time learned (or
+        its queued ones with no drain rate), or not, by ``state``; return how many."""
+        cold = self.learning_model(model_id, state) is not None
         if model_id is None:
             return 1
-        peers = self._cold.get(model_id)
+        key = (model_id, state is JobState.IN_QUEUE)
+        peers = self._cold.get(key)
         if not cold:
             if peers is not None:
                 peers.discard(watcher)
             return 1
         if peers is None:
-            peers = self._cold[model_id] = weakref.WeakSet()
+            peers = self._cold[key] = weakref.WeakSet()
         peers.add(watcher)
         return len(peers)
 
@@ -285,6 +301,14 @@ class PollScheduler:
         """Learn a run time, and wake the model's unlearned jobs to re-plan with it."""
         self.run_times.record_run(model_id, shortest, longest)
         event = self._learned.pop(model_id, None)
+        if event is not None:
+            event.set()
+
+    def record_drain(self, model_id: str, seconds_per_position: float) -> None:
+        """Learn a queue step; the model's first wakes its queued jobs to re-plan."""
+        first = self.run_times.drain(model_id) is None
+        self.run_times.record_drain(model_id, seconds_per_position)
+        event = self._learned.pop(model_id, None) if first else None
         if event is not None:
             event.set()
 

@@ -37,13 +37,21 @@ __all__ = [
     "backoff_interval",
     "finish_interval",
     "plan_next",
+    "settle_interval",
 ]
 
-_SAMPLES_KEPT: Final = 32
+_SAMPLES_KEPT: Final = 128  # enough that a batch's early finishers still shape the window
 _DRAIN_WEIGHT: Final = 0.3
 _LONGEST: Final = 7 * 24 * 3600.0  # no job runs (or is kept) longer; larger samples are noise
 _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
-_WINDOW_POLLS: Final = 16  # the most polls spent crossing a learned finish window
+_SPREAD_POLLS: Final = 16  # the most finish intervals a varying run time's window takes
+_WINDOW_POLLS: Final = 4  # a wide window is crossed in this many polls (or settle steps)
+#: A start or finish no less certain than this fraction of the run time (within the finish
+#: interval) is settled by one poll at its end: a queued job near the front is polled this
+#: often, and a learned window this narrow gets a single poll.
+_SETTLE_FRACTION: Final = 0.4
+_SETTLE_SLACK: Final = 1.2
+_QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-rate wait
 
 
 def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:
@@ -94,10 +102,22 @@ def finish_interval(policy: PollPolicy, estimate: RunEstimate) -> float:
     a minute-long one every 1.5 s.
     """
     expected = (estimate.low + estimate.high) / 2
-    # A wide window (run times that vary) is crossed in at most _WINDOW_POLLS steps.
-    spread = (estimate.high - estimate.low) / _WINDOW_POLLS
+    # A wide window (run times that vary) is crossed in at most _SPREAD_POLLS steps.
+    spread = (estimate.high - estimate.low) / _SPREAD_POLLS
     step = max(policy.min_finish_interval, policy.finish_fraction * expected, spread)
     return min(policy.finish_interval, step)
+
+
+def settle_interval(policy: PollPolicy, estimate: RunEstimate) -> float:
+    """The uncertainty one poll at its end settles: ``_SETTLE_FRACTION`` of the run time.
+
+    At least :func:`finish_interval`, at most the policy's ``finish_interval``: a 1 s job
+    near the front of a queue is polled every 0.4 s until seen running, a minute-long one
+    every 1.5 s.
+    """
+    step = finish_interval(policy, estimate)
+    expected = (estimate.low + estimate.high) / 2
+    return max(step, min(policy.finish_interval, _SETTLE_FRACTION * expected))
 
 
 class RunEstimate(msgspec.Struct, frozen=True):
@@ -140,6 +160,7 @@ def plan_next(
     estimate: RunEstimate | None = None,
     drain: float | None = None,
     peers: int = 1,
+    since: float | None = None,
     rand: float = 0.0,
 ) -> Plan:
     """Decide when to poll a job next. Pure: no clock, no randomness of its own.
@@ -155,7 +176,9 @@ def plan_next(
         position: Its last queue position.
         estimate: The model's learned run time.
         drain: The model's learned seconds per queue position.
-        peers: Running jobs of the same model without an estimate, this one included.
+        peers: Running jobs of the same model without an estimate (or queued ones without
+            a drain rate), this one included.
+        since: When the job entered its current state (the queue), if known.
         rand: A number in ``[0, 1]``, the jitter draw.
     """
     if failures:
@@ -169,10 +192,20 @@ def plan_next(
         elapsed = now - started[0] if started else 0.0
         wait = _cold_wait(policy, elapsed, peers, rand)
         return Plan(now + wait, now + wait)
+    if policy.learn and peers > 1 and state is JobState.IN_QUEUE and not drain:
+        # Queued side by side, drain unknown: spread out until a drain step is seen.
+        wait = _cold_wait(policy, now - since if since is not None else 0.0, peers, rand)
+        return Plan(now + wait, now + wait)
     wait = backoff_interval(policy, step, rand=rand)
-    if policy.learn and state is JobState.IN_QUEUE and drain and position and position > 1:
+    if policy.learn and state is JobState.IN_QUEUE and drain and position:
         # Jobs ahead of this one must leave first; no need to ask before they can have.
         ahead = min(policy.max_learned_interval, (position - 1) * drain)
+        if estimate is not None:
+            # Then the drain rate alone (aiming a little early, as queues drain in steps),
+            # and near the front every settle interval: the start is seen that closely,
+            # and one poll at the end of the finish window sees the finish.
+            ahead *= _QUEUE_AIM
+            wait = max(settle_interval(policy, estimate), ahead)
         wait = max(wait, _jittered(policy, ahead, rand))
     return Plan(now + wait, now + wait)
 
@@ -188,16 +221,25 @@ def _plan_learned(
     last = started[1] + estimate.high
     key = (first + last) / 2
     step = finish_interval(policy, estimate)
+    # A wide window (an uncertain start, run times that vary) is crossed in
+    # _WINDOW_POLLS polls, or at the settle interval if that takes more.
+    step = max(step, min(settle_interval(policy, estimate), (last - first) / _WINDOW_POLLS))
     if now < first:
-        # A window no wider than a step needs one poll, at its end; others start at once.
-        aim = last if last - first <= step else first
+        # A window no wider than the settle interval (once ticks, answer times and the
+        # run time's own spread are allowed for) needs one poll, at its end; others are
+        # crossed from their start.
+        narrow = settle_interval(policy, estimate) * _SETTLE_SLACK + step
+        aim = last if last - first <= narrow else first
         wait = _jittered(policy, min(policy.max_learned_interval, aim - now), rand)
     elif now <= last:
         wait = _jittered(policy, step, rand)
     else:
-        # Overdue: the estimate was wrong for this job; back off with its lateness.
-        cap = max(policy.max_interval, step)
-        wait = _jittered(policy, min(cap, max(step, (now - last) / 2)), rand)
+        # Overdue. The wait grows with the time since the window opened, up to the finish
+        # interval: when a batch started together, the window learned from its finishers
+        # trails the survivors, which are "just overdue" all along. Far past the window
+        # the estimate was wrong for this job: back off with the lateness, to max_interval.
+        cap = max(policy.finish_interval, step, min(policy.max_interval, (now - last) / 2))
+        wait = _jittered(policy, min(cap, max(step, now - first)), rand)
     return Plan(now + wait, key)
 
 

@@ -107,7 +107,7 @@ class Watcher:
         self._result_streak = 0
         self._retry_after: float | None = None
         self._last_exc: RunComfyError | None = None
-        self._answered_at = now
+        self._answered_at = self._since = now
         # Bounds of the current phase's start and of the previous answer, for learning.
         self._left_queue_lo = submitted_at
         self._started: tuple[float, float] | None = None
@@ -134,7 +134,7 @@ class Watcher:
                 now = sched.clock()
                 return now, now
             state, started = JobState.IN_PROGRESS, self._presumed
-        cold = sched.policy.learn and self.state in _RUNNING and estimate is None
+        drain = sched.run_times.drain(self.model_id)
         plan = plan_next(
             sched.policy,
             self._answered_at,
@@ -145,8 +145,9 @@ class Watcher:
             started=started,
             position=self.last.queue_position if self.last else None,
             estimate=estimate,
-            drain=sched.run_times.drain(self.model_id),
-            peers=sched.cold_peers(self.model_id, self, cold),
+            drain=drain,
+            peers=sched.cold_peers(self.model_id, self, self.state),
+            since=self._since,
             rand=sched.rand(),
         )
         return min(plan.at, self.deadline), plan.key
@@ -200,11 +201,8 @@ class Watcher:
         return events
 
     def _learning_model(self) -> str | None:
-        """The model whose first run time would re-plan this job's next poll, if any."""
-        sched = self.scheduler
-        if not (sched.policy.learn and self.state in _RUNNING):
-            return None
-        return self.model_id if sched.run_times.estimate(self.model_id) is None else None
+        """The model whose first run time (or drain rate) would re-plan the next poll."""
+        return self.scheduler.learning_model(self.model_id, self.state)
 
     def _finishing(self) -> bool:
         """Whether the job runs and should be finishing: poll ``/result`` (it answers the
@@ -282,7 +280,7 @@ class Watcher:
             self._races = 0
         self._learn(state, status.queue_position, sent, now)
         if state is not self.state:
-            self._step = 0
+            self._step, self._since = 0, now
         else:
             self._step += 1
         self.state = state
@@ -319,7 +317,7 @@ class Watcher:
             if position is not None and self.model_id is not None:
                 before = self._position_seen
                 if before is not None and position < before[0]:
-                    self.scheduler.run_times.record_drain(
+                    self.scheduler.record_drain(
                         self.model_id, (now - before[1]) / (before[0] - position)
                     )
                 if before is None or position != before[0]:
