@@ -113,14 +113,14 @@ async def test_submit_answers_id_and_absolute_urls(
 
 
 async def test_unknown_models_are_opaque_or_rejected(http: aiohttp.ClientSession) -> None:
-    """A multi-segment unknown model is accepted as is, or 400001 with unknown_models='reject'."""
+    """A multi-segment unknown model is accepted as is with unknown_models='accept', else 400001."""
     inputs = {"image_urls": ["https://x/y.png"], "resolution": "720p"}
-    async with Simulator() as sim:
+    async with Simulator(unknown_models="accept") as sim:
         status, body, _ = await call(http, "POST", f"{sim.url}/v1/models/a/b/c/d", json=inputs)
         assert status == 200
         view = sim.job(body["request_id"])
         assert (view.model_id, view.inputs) == ("a/b/c/d", inputs)
-    async with Simulator(unknown_models="reject") as sim:
+    async with Simulator() as sim:
         status, body, _ = await call(http, "POST", f"{sim.url}/v1/models/a/b/c/d", json=inputs)
         assert status == 400
         assert_envelope(body, 400001)
@@ -448,8 +448,11 @@ async def test_catalog_routes(runcomfy_sim: Simulator, http: aiohttp.ClientSessi
     assert set(entry) == {
         "model_id",
         "display_name",
+        "kind",
+        "categories",
         "base_price_usd",
         "price_unit",
+        "pricing_note",
         "input_schema",
     }
     validations = entry["input_schema"]["properties"]["img_url"]["validations"]
@@ -778,7 +781,7 @@ async def test_command_line_serves_until_interrupted() -> None:
         assert "cli-t" in banner
         async with aiohttp.ClientSession() as s:
             status, body, _ = await call(s, "GET", f"{match.group(1)}/v1/models", token="cli-t")
-        assert (status, body["total"]) == (200, 2)
+        assert (status, body["total"]) == (200, 6)  # the two Wan seeds + four other shapes
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 10) == 0

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from runcomfy_async.testing import Fault, FaultKind, JobScript
 from runcomfy_async.testing._assets import MP4_BYTES, PNG_BYTES, content_for, make_png
+from runcomfy_async.testing._catalog import Catalog
 from runcomfy_async.testing._faults import FaultPlan
 from runcomfy_async.testing._payloads import render_output, result_body, status_body
-from runcomfy_async.testing._schemas import CATALOG, search_catalog, validate
 from runcomfy_async.testing._state import Snapshot, World
 
 MODEL = "wan-ai/wan-2-5/image-to-video"
@@ -430,6 +430,10 @@ def test_result_body_fields_by_state() -> None:
     assert "error" not in cancelled
 
 
+CATALOG = Catalog()
+validate = CATALOG.validate
+
+
 def test_validate_seed_models() -> None:
     """The seed schemas catch type, enum, length, format and PNG pixel-size violations."""
     ok = {"prompt": "fox", "img_url": "https://x/y.png", "unknown_key": 1}
@@ -458,7 +462,10 @@ def test_validate_seed_models() -> None:
 
 def test_catalog_entries_carry_runcomfy_extensions() -> None:
     """Catalog entries have the documented fields and validations on img_url."""
-    for model_id, entry in CATALOG.items():
+    for model_id in ("wan-ai/wan-2-5/image-to-video", "wan-ai/wan-2-2/image-to-video"):
+        spec = CATALOG.get(model_id)
+        assert spec is not None
+        entry = spec.entry()
         assert entry["model_id"] == model_id
         assert entry["price_unit"] == "second"
         img = entry["input_schema"]["properties"]["img_url"]
@@ -466,7 +473,7 @@ def test_catalog_entries_carry_runcomfy_extensions() -> None:
         assert {"validation_rule": "width_pixels>", "validation_value": 360}.items() <= img[
             "validations"
         ][0].items()
-    page, total = search_catalog("WAN", 1, 1)
+    page, total = CATALOG.search(search="WAN", limit=1, offset=1)
     assert total == 2
     assert len(page) == 1
 

@@ -24,8 +24,10 @@ fixture; ``python -m runcomfy_async.testing`` serves a simulator from the comman
 from __future__ import annotations
 
 from ._faults import Fault, FaultKind
+from ._ratelimit import RateLimit
 from ._records import RequestRecord, SimStats
 from ._simulator import Simulator
+from ._spec import ModelSpec
 from ._state import JobScript, JobView
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "FaultKind",
     "JobScript",
     "JobView",
+    "ModelSpec",
+    "RateLimit",
     "RequestRecord",
     "SimStats",
     "Simulator",

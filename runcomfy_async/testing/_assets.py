@@ -1,21 +1,26 @@
 """Small but real media files served by the simulator's storage origin.
 
-The PNG is built in code (zlib + struct); the MP4 is a one-second, 64x64, 8 fps H.264 clip made
-once with ffmpeg (``-f lavfi -i color=c=red:s=64x64:r=8:d=1 -c:v libx264 -crf 40 -preset veryslow
--pix_fmt yuv420p -movflags +faststart``) and embedded here so no package data is needed.
+The PNG and the WAV are built in code (zlib + struct, the ``wave`` module); the MP4 is a
+one-second, 64x64, 8 fps H.264 clip made once with ffmpeg (``-f lavfi -i
+color=c=red:s=64x64:r=8:d=1 -c:v libx264 -crf 40 -preset veryslow -pix_fmt yuv420p -movflags
++faststart``) and embedded here so no package data is needed.
 """
 
 from __future__ import annotations
 
 import base64
+import io
+import math
 import struct
+import wave
 import zlib
 from typing import Final
 
-__all__ = ["MP4_BYTES", "PNG_BYTES", "content_for", "make_png"]
+__all__ = ["MP4_BYTES", "PNG_BYTES", "WAV_BYTES", "content_for", "make_png", "make_wav"]
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+_AUDIO_SUFFIXES: Final = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -49,6 +54,40 @@ def make_png(
 
 PNG_BYTES: Final[bytes] = make_png()
 """A 480x480 RGB PNG: inside the Wan models' 360-2000 px input bounds."""
+
+
+def make_wav(seconds: float = 0.25, rate: int = 8000, tone_hz: float = 440.0) -> bytes:
+    """Build a valid mono 16-bit PCM WAV holding a sine tone.
+
+    Args:
+        seconds: Length in seconds (at least one sample is written).
+        rate: Samples per second.
+        tone_hz: The tone's frequency.
+
+    Returns:
+        The WAV file's bytes.
+
+    Raises:
+        ValueError: If ``seconds`` is negative or ``rate`` is not positive.
+    """
+    if seconds < 0 or rate < 1:
+        raise ValueError("seconds must be >= 0 and rate positive")
+    count = max(1, round(seconds * rate))
+    frames = b"".join(
+        struct.pack("<h", round(8000 * math.sin(2 * math.pi * tone_hz * i / rate)))
+        for i in range(count)
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+    return buffer.getvalue()
+
+
+WAV_BYTES: Final[bytes] = make_wav()
+"""A quarter-second 8 kHz mono WAV tone (about 4 kB)."""
 
 MP4_BYTES: Final[bytes] = base64.b64decode(
     "AAAAIGZ0eXBpc29tAAACAGlzb21pc28yYXZjMW1wNDEAAAOFbW9vdgAAAGxtdmhkAAAAAAAAAAAAAAAAAAAD6AAA"
@@ -89,8 +128,11 @@ def content_for(name: str) -> tuple[bytes, str]:
         name: The file name (or path) from the output URL.
 
     Returns:
-        ``(body, content_type)``: the PNG for image-like names, else the MP4.
+        ``(body, content_type)``: the PNG for image-like names, the WAV for audio-like ones,
+        else the MP4.
     """
     if name.lower().endswith(_IMAGE_SUFFIXES):
         return PNG_BYTES, "image/png"
+    if name.lower().endswith(_AUDIO_SUFFIXES):
+        return WAV_BYTES, "audio/wav"
     return MP4_BYTES, "video/mp4"

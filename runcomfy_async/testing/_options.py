@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ._ratelimit import RateLimit
 from ._simulator import Simulator
 
 __all__ = ["add_simulator_arguments", "simulator_from_args"]
@@ -44,19 +45,53 @@ def add_simulator_arguments(parser: argparse.ArgumentParser, *, default_clock: s
     parser.add_argument("--failure-rate", type=float, default=0.0, help="share of jobs failing")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--token", default="test-token", help="the accepted Bearer token")
+    parser.add_argument(
+        "--rate-limit",
+        type=_positive_float,
+        default=None,
+        metavar="R",
+        help="answer 429 above R requests per second on the API routes (a token bucket)",
+    )
+    parser.add_argument(
+        "--rate-burst",
+        type=int,
+        default=None,
+        metavar="B",
+        help="with --rate-limit: requests allowed at once from a full bucket (default: ceil(R))",
+    )
+    parser.add_argument(
+        "--retry-after",
+        choices=("none", "seconds", "http-date"),
+        default="seconds",
+        help="with --rate-limit: the Retry-After header sent on its 429s (default: seconds)",
+    )
+    parser.add_argument(
+        "--unknown-models",
+        choices=("reject", "accept"),
+        default="reject",
+        help="reject (400001, like RunComfy) or accept model ids the catalog does not list",
+    )
 
 
 def simulator_from_args(args: argparse.Namespace) -> Simulator:
     """Build (not start) the simulator the parsed options describe.
 
     Raises:
-        ValueError: An option is out of range (say ``--workers 0``) or ``--run-seconds``
-            has more than two values.
+        ValueError: An option is out of range (say ``--workers 0`` or ``--rate-burst 0``),
+            ``--run-seconds`` has more than two values, or ``--rate-burst`` comes alone.
     """
     spans = args.run_seconds
     if len(spans) > 2:
         raise ValueError("--run-seconds takes one value or two (LO HI)")
     run_seconds = spans[0] if len(spans) == 1 else (min(spans), max(spans))
+    limit = None
+    if args.rate_limit is not None:
+        wait = None if args.retry_after == "none" else args.retry_after
+        limit = RateLimit(
+            requests_per_second=args.rate_limit, burst=args.rate_burst, retry_after=wait
+        )
+    elif args.rate_burst is not None:
+        raise ValueError("--rate-burst needs --rate-limit")
     return Simulator(
         token=args.token,
         clock=args.clock,
@@ -68,4 +103,6 @@ def simulator_from_args(args: argparse.Namespace) -> Simulator:
         host=args.host,
         port=args.port,
         storage_port=args.storage_port,
+        unknown_models=args.unknown_models,
+        rate_limit=limit,
     )

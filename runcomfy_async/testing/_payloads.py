@@ -11,6 +11,7 @@ field cannot hide on both sides. Field names and vocabularies follow the doc exa
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Literal, TypeAlias
 
 from ._state import JobState, Snapshot
@@ -28,6 +29,9 @@ __all__ = [
 
 TerminalStatus: TypeAlias = Literal["completed", "outcome"]
 _IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+_AUDIO_SUFFIXES: Final = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
+_ALL_URLS: Final = "{urls}"
+_URL_AT: Final = re.compile(r"\{url(?::(\d+))?\}")
 _FINISHED: Final = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -77,14 +81,16 @@ def render_output(output: object, files: tuple[str, ...], storage: str, request_
     """Build a succeeded job's ``output`` from its script.
 
     Args:
-        output: ``"object"``, ``"url"``, ``"list"`` or an explicit JSON value.
+        output: ``"object"``, ``"url"``, ``"list"`` or an explicit JSON template.
         files: The job's output file names.
         storage: The storage origin's base URL.
         request_id: The job's id.
 
     Returns:
         ``{"video", "videos", "image", "images"}`` (keys only for the kinds present), a bare URL,
-        a list of URLs, or the explicit value with ``{storage}`` / ``{request_id}`` substituted.
+        a list of URLs, or the template with its placeholders filled in: ``"{url}"`` (the first
+        file's URL), ``"{url:N}"`` (the N-th, from 0), ``"{urls}"`` (a list element or whole
+        value standing for every file's URL), ``"{storage}"`` and ``"{request_id}"``.
     """
     urls = [f"{storage}/files/{request_id}/{name}" for name in files]
     if output == "url":
@@ -94,22 +100,49 @@ def render_output(output: object, files: tuple[str, ...], storage: str, request_
     if output == "object":
         body: dict[str, Any] = {}
         images = [u for u in urls if u.lower().endswith(_IMAGE_SUFFIXES)]
-        videos = [u for u in urls if not u.lower().endswith(_IMAGE_SUFFIXES)]
-        if images:
-            body["image"], body["images"] = images[0], images
+        others = [u for u in urls if not u.lower().endswith(_IMAGE_SUFFIXES)]
+        audio = [u for u in others if u.lower().endswith(_AUDIO_SUFFIXES)]
+        videos = [u for u in others if u not in audio]
+        for one, many, found in (("image", "images", images), ("audio", "audios", audio)):
+            if found:
+                body[one], body[many] = found[0], found
         if videos:
             body["video"], body["videos"] = videos[0], videos
         return body
-    return _substitute(output, storage, request_id)
+    if output == _ALL_URLS:
+        return urls
+    return _substitute(output, _Fill(storage, request_id, urls))
 
 
-def _substitute(value: object, storage: str, request_id: str) -> object:
+class _Fill:
+    __slots__ = ("request_id", "storage", "urls")
+
+    def __init__(self, storage: str, request_id: str, urls: list[str]) -> None:
+        self.storage, self.request_id, self.urls = storage, request_id, urls
+
+    def text(self, value: str) -> str:
+        if "{url" in value:
+            value = _URL_AT.sub(self._url, value)
+        return value.replace("{storage}", self.storage).replace("{request_id}", self.request_id)
+
+    def _url(self, match: re.Match[str]) -> str:
+        index = int(match.group(1) or 0)
+        return self.urls[index] if index < len(self.urls) else ""
+
+
+def _substitute(value: object, fill: _Fill) -> object:
     if isinstance(value, str):
-        return value.replace("{storage}", storage).replace("{request_id}", request_id)
+        return fill.text(value)
     if isinstance(value, list | tuple):
-        return [_substitute(item, storage, request_id) for item in value]
+        out: list[object] = []
+        for item in value:
+            if item == _ALL_URLS:
+                out.extend(fill.urls)
+            else:
+                out.append(_substitute(item, fill))
+        return out
     if isinstance(value, dict):
-        return {k: _substitute(v, storage, request_id) for k, v in value.items()}
+        return {k: _substitute(v, fill) for k, v in value.items()}
     return value
 
 

@@ -1,26 +1,36 @@
-"""The seed models' catalog entries and the input validation the simulator applies to them.
+"""The models every simulator's catalog starts with: the two Wan seeds and other shapes.
 
-Written by hand from ``runcomfy-api.md`` ("The two seed models", "Catalog"), never derived from
-the client's typed models, so a mistake cannot hide on both sides. ``validate`` understands the
-subset of JSON schema used here plus RunComfy's ``format: image_uri`` / ``audio_uri`` and
-``validations`` extensions. Pixel and size rules can only be checked on ``data:`` URIs (the
-simulator never fetches a URL); pixel sizes are read from PNG headers only.
+Written by hand from ``runcomfy-api.md`` ("The two seed models", "Catalog", "More seen"), never
+derived from the client's typed models, so a mistake cannot hide on both sides. Besides the Wan
+image-to-video models (``output.video``, priced per second) the catalog holds the other shapes
+users meet: an image model priced per output (``output.images``, one per ``num_images``), an
+audio model (``output.audio``, a WAV), a model taking an ``image_uris`` list (``output.image_urls``)
+and an upscaler whose schema uses ``"type": "float"`` and ``validations`` (``output`` a list of
+``{"url": ...}`` objects).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import struct
-from collections.abc import Mapping
 from typing import Any, Final
 
-import msgspec
+from ._spec import ModelSpec
 
-__all__ = ["CATALOG", "Violation", "search_catalog", "validate"]
+__all__ = [
+    "AUDIO",
+    "COLLAGE",
+    "FLUX",
+    "SEED_MODELS",
+    "UPSCALE",
+    "WAN22",
+    "WAN25",
+]
 
 WAN25: Final = "wan-ai/wan-2-5/image-to-video"
 WAN22: Final = "wan-ai/wan-2-2/image-to-video"
+FLUX: Final = "acme/flux-lite/text-to-image"
+AUDIO: Final = "acme/tone-voice/text-to-audio"
+COLLAGE: Final = "acme/collage/images-to-image"
+UPSCALE: Final = "acme/upscale-pro/image-upscale"
 
 
 def _pixels(axis: str) -> list[dict[str, Any]]:
@@ -113,151 +123,148 @@ _WAN22_SCHEMA: Final = {
     },
 }
 
-CATALOG: Final[dict[str, dict[str, Any]]] = {
-    WAN25: {
-        "model_id": WAN25,
-        "display_name": "Wan 2.5 Image to Video",
-        "base_price_usd": 0.05,
-        "price_unit": "second",
-        "input_schema": _WAN25_SCHEMA,
-    },
-    WAN22: {
-        "model_id": WAN22,
-        "display_name": "Wan 2.2 Image to Video",
-        "base_price_usd": 0.04,
-        "price_unit": "second",
-        "input_schema": _WAN22_SCHEMA,
+_FLUX_SCHEMA: Final = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "num_images": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 4,
+            "default": 1,
+            "description": "How many images to generate; each is billed.",
+        },
+        "aspect_ratio": {"type": "string", "enum": ["1:1", "16:9", "9:16"], "default": "1:1"},
+        "guidance_scale": {"type": "float", "minimum": 0, "maximum": 20, "default": 3.5},
+        "seed": {"type": "integer"},
     },
 }
-"""Catalog entries (``GET /v1/models/{model_id}``) of the seed models, keyed by model id."""
 
-
-class Violation(msgspec.Struct, frozen=True):
-    """One input that breaks its model's schema: the ``detail`` entry of a 422 answer."""
-
-    field: str
-    rule: str
-    message: str
-
-
-_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
+_AUDIO_SCHEMA: Final = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 1000},
+        "duration": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 30,
+            "default": 10,
+            "description": "Length of the audio in seconds; billed per second.",
+        },
+        "voice": {"type": "string", "enum": ["calm", "bright"], "default": "calm"},
+    },
 }
 
+_COLLAGE_SCHEMA: Final = {
+    "type": "object",
+    "required": ["prompt", "image_uris"],
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 800},
+        # As RunComfy lists it: an array of URLs with a format and no `items`.
+        "image_uris": {
+            "type": "array",
+            "format": "image_uris",
+            "minItems": 1,
+            "maxItems": 4,
+            "description": "1-4 reference images, public URLs or data: URIs.",
+        },
+        "strength": {"type": "float", "minimum": 0, "maximum": 1, "default": 0.8},
+    },
+}
 
-def _type_ok(value: object, kind: str) -> bool:
-    if isinstance(value, bool) and kind != "boolean":
-        return False  # JSON true is not an integer, whatever Python thinks
-    return isinstance(value, _TYPES.get(kind, (object,)))
+_UPSCALE_SCHEMA: Final = {
+    "type": "object",
+    "required": ["image_url"],
+    "properties": {
+        "image_url": {
+            "type": "string",
+            "format": "image_uri",
+            "description": "The image to upscale: wider than 64 px, under 5 MB.",
+            "validations": [
+                {
+                    "validation_rule": "width_pixels>",
+                    "validation_value": 64,
+                    "validation_error": "Image width must be at least 64 pixels.",
+                },
+                {
+                    "validation_rule": "file_size_mb<",
+                    "validation_value": 5,
+                    "validation_error": "Image must be smaller than 5 MB.",
+                },
+            ],
+        },
+        "scale": {"type": "float", "minimum": 1, "maximum": 4, "default": 2.0},
+    },
+}
 
+_VIDEO_NOTE: Final = "Billed per second of output video (duration)."
 
-def _uri_ok(value: str, fmt: str) -> bool:
-    if value.startswith(("http://", "https://")):
-        return len(value) > len("https://")
-    media = "image/" if fmt == "image_uri" else "audio/"
-    return value.startswith("data:" + media) and ";base64," in value
-
-
-def _data_facts(value: str) -> tuple[int, tuple[int, int] | None]:
-    """Return a data URI's decoded size and, for PNG, its (width, height)."""
-    head, _, data = value.partition(",")
-    size = len(data) * 3 // 4 - data[-2:].count("=")
-    if not head.startswith("data:image/png"):
-        return size, None
-    try:
-        raw = base64.b64decode(data[:44] + "=" * (-len(data[:44]) % 4))
-    except (binascii.Error, ValueError):
-        return size, None
-    if len(raw) < 24 or raw[12:16] != b"IHDR":
-        return size, None
-    width, height = struct.unpack(">II", raw[16:24])
-    return size, (int(width), int(height))
-
-
-def _check_rules(name: str, value: str, rules: list[dict[str, Any]]) -> list[Violation]:
-    if not value.startswith("data:"):
-        return []
-    size, dims = _data_facts(value)
-    facts: dict[str, float] = {"size_mb": size / 1_000_000}
-    if dims is not None:
-        facts["width_pixels"], facts["height_pixels"] = dims
-    found = []
-    for rule in rules:
-        spec = str(rule["validation_rule"])
-        measure, limit = facts.get(spec[:-1]), float(rule["validation_value"])
-        if measure is None:
-            continue  # cannot measure it here (audio length, non-PNG pixels)
-        if spec.endswith(">"):
-            broken = measure < limit  # "at least", inclusive [assume]
-        elif spec.startswith("size_mb"):
-            broken = measure >= limit  # "smaller than"
-        else:
-            broken = measure > limit
-        if broken:
-            found.append(Violation(name, spec, f"{name}: {rule['validation_error']}"))
-    return found
-
-
-def _check_field(name: str, value: object, spec: Mapping[str, Any]) -> list[Violation]:
-    kind = spec.get("type", "string")
-    if not _type_ok(value, kind):
-        got = "null" if value is None else type(value).__name__
-        return [Violation(name, "type", f"{name} must be of type {kind}, got {got}")]
-    if "enum" in spec and value not in spec["enum"]:
-        allowed = ", ".join(map(str, spec["enum"]))
-        return [Violation(name, "enum", f"{name} must be one of {allowed}; got {value!r}")]
-    if not isinstance(value, str):
-        return []
-    if len(value) > spec.get("maxLength", len(value)):
-        limit = spec["maxLength"]
-        msg = f"{name} must be at most {limit} characters, got {len(value)}"
-        return [Violation(name, "maxLength", msg)]
-    if len(value) < spec.get("minLength", 0):
-        return [Violation(name, "minLength", f"{name} must not be empty")]
-    fmt = spec.get("format")
-    if fmt in ("image_uri", "audio_uri") and not _uri_ok(value, fmt):
-        msg = f"{name} must be an http(s) URL or a base64 data: URI ({fmt})"
-        return [Violation(name, "format", msg)]
-    return _check_rules(name, value, spec.get("validations", []))
-
-
-def validate(model_id: str, inputs: Mapping[str, object]) -> list[Violation] | None:
-    """Check inputs against a seed model's schema.
-
-    Args:
-        model_id: The model the inputs are for.
-        inputs: The decoded JSON body.
-
-    Returns:
-        ``None`` if the model is not a seed model, else every violation found (empty if valid).
-        Keys the schema does not know are ignored.
-    """
-    entry = CATALOG.get(model_id)
-    if entry is None:
-        return None
-    schema = entry["input_schema"]
-    found = [
-        Violation(name, "required", f"{name} is required")
-        for name in schema["required"]
-        if name not in inputs
-    ]
-    for name, spec in schema["properties"].items():
-        if name in inputs:
-            found.extend(_check_field(name, inputs[name], spec))
-    return found
-
-
-def search_catalog(search: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Return one page of catalog entries matching ``search`` and the number matched."""
-    needle = search.casefold()
-    hits = [
-        entry
-        for entry in CATALOG.values()
-        if needle in entry["model_id"].casefold() or needle in entry["display_name"].casefold()
-    ]
-    return hits[offset : offset + limit], len(hits)
+SEED_MODELS: Final[tuple[ModelSpec, ...]] = (
+    ModelSpec(
+        model_id=WAN25,
+        display_name="Wan 2.5 Image to Video",
+        input_schema=_WAN25_SCHEMA,
+        base_price_usd=0.05,
+        price_unit="second",
+        pricing_note=_VIDEO_NOTE,
+        categories=("video", "image-to-video"),
+    ),
+    ModelSpec(
+        model_id=WAN22,
+        display_name="Wan 2.2 Image to Video",
+        input_schema=_WAN22_SCHEMA,
+        base_price_usd=0.04,
+        price_unit="second",
+        pricing_note=_VIDEO_NOTE,
+        categories=("video", "image-to-video"),
+    ),
+    ModelSpec(
+        model_id=FLUX,
+        display_name="Flux Lite Text to Image",
+        input_schema=_FLUX_SCHEMA,
+        output={"images": ["{urls}"]},
+        output_files=("image.png",),
+        count_input="num_images",
+        base_price_usd=0.003,
+        price_unit="output",
+        pricing_note="Billed per output image (num_images).",
+        categories=("image", "text-to-image"),
+    ),
+    ModelSpec(
+        model_id=AUDIO,
+        display_name="Tone Voice Text to Audio",
+        input_schema=_AUDIO_SCHEMA,
+        output={"audio": "{url}"},
+        output_files=("audio.wav",),
+        default_seconds=10.0,
+        base_price_usd=0.002,
+        price_unit="second",
+        pricing_note="Billed per second of output audio (duration).",
+        categories=("audio", "text-to-audio"),
+    ),
+    ModelSpec(
+        model_id=COLLAGE,
+        display_name="Collage Images to Image",
+        input_schema=_COLLAGE_SCHEMA,
+        output={"image_urls": ["{urls}"]},
+        output_files=("collage.png",),
+        base_price_usd=0.01,
+        price_unit="output",
+        pricing_note="Billed per output image.",
+        categories=("image", "image-to-image"),
+    ),
+    ModelSpec(
+        model_id=UPSCALE,
+        display_name="Upscale Pro",
+        input_schema=_UPSCALE_SCHEMA,
+        output=[{"url": "{url}", "content_type": "image/png"}],
+        output_files=("upscaled.png",),
+        base_price_usd=0.02,
+        price_unit="output",
+        pricing_note="Billed per upscaled image.",
+        categories=("image", "upscale"),
+    ),
+)
+"""The entries every catalog starts with, in listing order."""

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from aiohttp import web
 
+from ._catalog import Catalog
 from ._faults import Fault, FaultPlan
 from ._payloads import TerminalStatus
+from ._ratelimit import RateLimit, TokenBucket
 from ._records import RequestRecord, SimStats
 from ._server import SimCore, build_api_app, build_storage_app
+from ._settings import ResultStatus, check_options, result_words
+from ._spec import ModelSpec, PriceUnit
 from ._state import CancelRule, Clock, JobScript, JobView, World
 
 __all__ = ["Simulator"]
 
 _SHUTDOWN_TIMEOUT: Final = 0.25
+_DEFAULT_WAIT: Final = 10.0
 
 
 class Simulator:
@@ -39,13 +44,21 @@ class Simulator:
         failure_rate: Wall clock: the share of jobs that fail.
         seed: Seeds every random draw (durations, failures, probabilistic faults).
         faults: The initial fault plan.
-        unknown_models: ``"accept"`` any model id (opaque inputs) or ``"reject"`` (400001).
+        models: Extra catalog entries (:class:`ModelSpec`), besides the seed ones; see
+            :meth:`register_model`.
+        unknown_models: ``"reject"`` a model id the catalog does not know (400 / 400001 on
+            submit, as the real API does) or ``"accept"`` it (opaque inputs).
         terminal_status: ``/status`` word for a finished job: ``"completed"`` (as documented:
             failures show completed too) or ``"outcome"`` (succeeded / failed / cancelled).
         cancel_running: The cancel ``outcome`` for a running job: ``"not_cancellable"`` or
             ``"cancellation_requested"`` (the job completes either way).
         retention_seconds: Simulated seconds a finished job stays readable, then 404001;
             ``None`` keeps it for ever.
+        result_status: The words an unfinished ``/result`` says: ``"doc"`` (``in_queue`` /
+            ``in_progress``), ``"seen"`` (``pending`` / ``processing``, as some RunComfy
+            answers) or a mapping from those two states to any words.
+        rate_limit: Rate-limit mode: a :class:`RateLimit` token bucket (429 above it), or
+            ``None``; change it later with :meth:`set_rate_limit`.
         host: The interface both origins bind to (loopback by default).
         port: The API port (0: any free port).
         storage_port: The storage port (0: any free port).
@@ -68,16 +81,20 @@ class Simulator:
         failure_rate: float = 0.0,
         seed: int = 0,
         faults: Iterable[Fault] = (),
-        unknown_models: Literal["accept", "reject"] = "accept",
+        models: Iterable[ModelSpec] = (),
+        unknown_models: Literal["accept", "reject"] = "reject",
         terminal_status: TerminalStatus = "completed",
         cancel_running: CancelRule = "not_cancellable",
         retention_seconds: float | None = None,
+        result_status: ResultStatus = "doc",
+        rate_limit: RateLimit | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         storage_port: int = 0,
         now: Callable[[], float] | None = None,
     ) -> None:
-        _check_options(token, unknown_models, terminal_status, cancel_running, retention_seconds)
+        check_options(token, unknown_models, terminal_status, cancel_running, retention_seconds)
+        clock_now = time.monotonic if now is None else now
         world = World(
             clock=clock,
             script=script,
@@ -88,16 +105,20 @@ class Simulator:
             seed=seed,
             retention_seconds=retention_seconds,
             cancel_running=cancel_running,
-            now=time.monotonic if now is None else now,
+            now=clock_now,
         )
         self._token = token
         self._core = SimCore(
             world,
             FaultPlan(faults, seed=seed),
+            catalog=Catalog(models),
             tokens=frozenset({token, *other_tokens}),
             unknown_models=unknown_models,
             terminal_status=terminal_status,
+            result_words=result_words(result_status),
+            now=clock_now,
         )
+        self.set_rate_limit(rate_limit)
         self._host, self._ports = host, (port, storage_port)
         self._runners: list[web.AppRunner] = []
 
@@ -192,6 +213,7 @@ class Simulator:
             max_in_flight=core.api_log.max_in_flight,
             faults_injected=dict(core.plan.injected),
             storage_requests=len(core.storage_log.records),
+            rate_limited=core.rate_limited,
         )
 
     def count(
@@ -203,6 +225,131 @@ class Simulator:
     def add_fault(self, fault: Fault) -> None:
         """Append a fault to the plan (checked after the ones already there)."""
         self._core.plan.add(fault)
+
+    def register_model(
+        self,
+        model: str | ModelSpec,
+        *,
+        input_schema: dict[str, Any] | None = None,
+        output: object = "object",
+        output_files: tuple[str, ...] = ("output.mp4",),
+        count_input: str | None = None,
+        base_price_usd: float = 0.05,
+        price_unit: PriceUnit = "second",
+        pricing_note: str = "",
+        categories: Sequence[str] = (),
+        display_name: str | None = None,
+    ) -> ModelSpec:
+        """Add a model to the catalog (replacing one with the same id), so submits accept it.
+
+        Args:
+            model: The model id, or a whole :class:`ModelSpec` (then pass no other argument).
+            input_schema: Its JSON schema (422 on violations); ``None`` keeps inputs opaque.
+            output: Its jobs' default ``output`` shape (see :class:`JobScript.output`).
+            output_files: Its jobs' file names on storage.
+            count_input: The input saying how many outputs a job makes (numbered files).
+            base_price_usd: The price per ``price_unit``.
+            price_unit: ``"second"`` (billed per ``duration`` input second) or ``"output"``.
+            pricing_note: Free text for the catalog.
+            categories: Catalog categories.
+            display_name: The human name (default: the id).
+
+        Returns:
+            The registered spec.
+
+        Raises:
+            ValueError: On an invalid id or price.
+        """
+        if isinstance(model, ModelSpec):
+            spec = model
+        else:
+            spec = ModelSpec(
+                model_id=model,
+                display_name=display_name,
+                input_schema=input_schema,
+                output=output,
+                output_files=tuple(output_files),
+                count_input=count_input,
+                base_price_usd=base_price_usd,
+                price_unit=price_unit,
+                pricing_note=pricing_note,
+                categories=tuple(categories),
+            )
+        self._core.catalog.add(spec)
+        return spec
+
+    def set_rate_limit(self, limit: RateLimit | None) -> None:
+        """Turn rate-limit mode on with a full bucket, change it, or (``None``) turn it off.
+
+        Raises:
+            TypeError: If ``limit`` is neither a :class:`RateLimit` nor ``None``.
+        """
+        if limit is not None and not isinstance(limit, RateLimit):
+            raise TypeError(f"expected a RateLimit or None, got {type(limit).__name__}")
+        core = self._core
+        core.bucket = None if limit is None else TokenBucket(limit, core.now)
+
+    async def wait_for(
+        self,
+        predicate: Callable[[Sequence[RequestRecord]], bool] | None = None,
+        *,
+        count: int = 1,
+        route: str | None = None,
+        request_id: str | None = None,
+        method: str | None = None,
+        status: int | None = None,
+        answered: bool = False,
+        storage: bool = False,
+        timeout: float = _DEFAULT_WAIT,
+    ) -> list[RequestRecord]:
+        """Wait until the request log shows something, woken by each arrival and answer.
+
+        Either pass ``predicate`` (called with the log's records, arrival order) or describe
+        the records to wait for: at least ``count`` matching every given filter. A filter on
+        ``status`` (or ``answered=True``) waits for the answer, not just the arrival.
+
+        Example::
+
+            await sim.wait_for(count=3, route="status", request_id=rid)
+            await sim.wait_for(lambda log: any(r.status == 429 for r in log))
+
+        Args:
+            predicate: A test over the whole log; overrides the filters.
+            count: How many matching records to wait for.
+            route: A route name (``"submit"``, ``"status"``… or ``"storage"``).
+            request_id: Records about this job.
+            method: The HTTP method.
+            status: The HTTP status answered.
+            answered: Count only records whose answer is known.
+            storage: Watch the storage origin's log instead of the API's.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The matching records (with ``predicate``: the whole log).
+
+        Raises:
+            TimeoutError: If it does not happen within ``timeout``.
+            ValueError: If ``timeout`` or ``count`` is negative.
+        """
+        if timeout < 0 or count < 0:
+            raise ValueError("timeout and count must be >= 0")
+        log = self._core.storage_log if storage else self._core.api_log
+
+        def matching() -> list[RequestRecord]:
+            return log.select(
+                route, request_id=request_id, method=method, status=status, answered=answered
+            )
+
+        def done(records: Sequence[RequestRecord]) -> bool:
+            return predicate(records) if predicate is not None else len(matching()) >= count
+
+        try:
+            async with asyncio.timeout(timeout):
+                await log.wait_until(done)
+        except TimeoutError:
+            what = "the predicate" if predicate is not None else f"{count} x {route or 'any'}"
+            raise TimeoutError(f"{what} did not show in the log within {timeout} s") from None
+        return list(log.records) if predicate is not None else matching()
 
     def script_next(self, script: JobScript, count: int = 1) -> None:
         """Use ``script`` for the next ``count`` created jobs (FIFO), then the default."""
@@ -244,25 +391,3 @@ class Simulator:
         if not url:
             raise RuntimeError("the simulator is not started")
         return url
-
-
-def _check_options(
-    token: str,
-    unknown_models: str,
-    terminal_status: str,
-    cancel_running: str,
-    retention_seconds: float | None,
-) -> None:
-    """Reject invalid Simulator options early (the World checks its own)."""
-    choices = (
-        ("unknown_models", unknown_models, ("accept", "reject")),
-        ("terminal_status", terminal_status, ("completed", "outcome")),
-        ("cancel_running", cancel_running, ("not_cancellable", "cancellation_requested")),
-    )
-    for name, value, allowed in choices:
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-    if not token:
-        raise ValueError("token must not be empty")
-    if retention_seconds is not None and retention_seconds < 0:
-        raise ValueError("retention_seconds must be >= 0")

@@ -24,6 +24,8 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
+from ._fenwick import Fenwick
+
 __all__ = [
     "CancelRule",
     "Clock",
@@ -51,10 +53,14 @@ class JobScript(msgspec.Struct, frozen=True, kw_only=True):
         run_polls: Scripted clock: status polls answered ``in_progress`` after that.
         outcome: ``"succeeded"``, ``"failed"`` or ``"cancelled"`` (cancelled by the server).
         error: On failure, any JSON value placed verbatim as ``error`` in ``/result``.
-        output: ``"object"``, ``"url"``, ``"list"`` or an explicit JSON value in which
-            ``"{storage}"`` and ``"{request_id}"`` are substituted.
-        output_files: File names served on the storage origin for this job.
-        cost: The ``cost`` answered with ``include_cost=true``.
+        output: ``None`` (the model's own shape, see :class:`ModelSpec`), ``"object"``,
+            ``"url"``, ``"list"``, or any JSON value replayed verbatim with placeholders filled
+            in: ``"{url}"`` / ``"{url:N}"`` (a file's URL), ``"{urls}"`` (every file's URL, as
+            a list element or the whole value), ``"{storage}"``, ``"{request_id}"``.
+        output_files: File names served on the storage origin for this job; ``None``: the
+            model's own (numbered by its count input), else ``("output.mp4",)``.
+        cost: The ``cost`` answered with ``include_cost=true``; ``None``: by the model's
+            catalog pricing (0.25 on a model the catalog does not know).
         status_sequence: Raw status words answered by successive ``/status`` polls (the last
             one repeats), overriding the timeline's words; the job still advances underneath.
         run_seconds: Wall clock: run duration overriding the drawn one.
@@ -64,9 +70,9 @@ class JobScript(msgspec.Struct, frozen=True, kw_only=True):
     run_polls: int = 1
     outcome: Outcome = "succeeded"
     error: object = "The generation failed."
-    output: object = "object"
-    output_files: tuple[str, ...] = ("output.mp4",)
-    cost: float = 0.25
+    output: object = None
+    output_files: tuple[str, ...] | None = None
+    cost: float | None = None
     status_sequence: Sequence[str] | None = None
     run_seconds: float | None = None
 
@@ -98,12 +104,13 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobInfo(msgspec.Struct, frozen=True):
-    """A job's fixed facts: model, script, and creation / finish times as ISO-8601."""
+    """A job's fixed facts: model, script, creation / finish times as ISO-8601, inputs."""
 
     model_id: str
     script: JobScript
     created_at: str
     finished_at: str | None
+    inputs: object = None
 
 
 class Snapshot(msgspec.Struct, frozen=True, gc=False):
@@ -153,41 +160,6 @@ class _Job:
         self.cancel_requested = False
 
 
-class _Fenwick:
-    """Counts of marked indices below ``i`` in O(log n); grows by doubling."""
-
-    def __init__(self) -> None:
-        self._tree = [0] * 1025
-        self._marks = bytearray(1024)
-
-    def mark(self, index: int) -> None:
-        while index >= len(self._marks):
-            self._grow()
-        self._marks[index] = 1
-        i, tree = index + 1, self._tree
-        while i < len(tree):
-            tree[i] += 1
-            i += i & -i
-
-    def below(self, index: int) -> int:
-        i, total, tree = min(index, len(self._marks)), 0, self._tree
-        while i > 0:
-            total += tree[i]
-            i -= i & -i
-        return total
-
-    def _grow(self) -> None:
-        self._marks.extend(bytes(len(self._marks)))
-        size = len(self._marks)
-        tree = [0] * (size + 1)
-        for i, mark in enumerate(self._marks, start=1):
-            tree[i] += mark
-            parent = i + (i & -i)
-            if parent <= size:
-                tree[parent] += tree[i]
-        self._tree = tree
-
-
 class World:
     """Every job of one simulator, and the clock that moves them."""
 
@@ -228,7 +200,7 @@ class World:
         self._next_scripts: deque[JobScript] = deque()
         self._waiting: deque[_Job] = deque()
         self._running: list[tuple[float, int, _Job]] = []
-        self._left = _Fenwick()
+        self._left = Fenwick()
         self._free = workers
         self._enqueued = 0
 
@@ -284,6 +256,13 @@ class World:
         job = self._jobs.get(request_id)
         return job is not None and not self._is_expired(job, self.time())
 
+    def other_job(self, request_id: str) -> str | None:
+        """Return the newest job other than ``request_id`` (for ``wrong_id``), if any."""
+        for rid in reversed(self._jobs):
+            if rid != request_id:
+                return rid
+        return None
+
     def owner(self, request_id: str) -> str:
         """Return the token that created the job."""
         return self._jobs[request_id].token
@@ -292,7 +271,7 @@ class World:
         """Return what ``/result`` needs to know about a job besides its state."""
         job = self._jobs[request_id]
         finished = None if job.finished is None else self.iso(job.finished)
-        return JobInfo(job.model_id, job.script, self.iso(job.created), finished)
+        return JobInfo(job.model_id, job.script, self.iso(job.created), finished, job.inputs)
 
     def poll_status(self, request_id: str) -> Snapshot:
         """Answer a ``/status`` poll: the current state, then one step on (scripted clock)."""
