@@ -12,6 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ._catalog import Catalog
+from ._cleanup import CleanupTasks
 from ._journal import Journal
 from ._keyed import KeyedRuns, OnUncertain, check_key
 from ._poll_budget import PollScheduler
@@ -57,7 +58,10 @@ class Session:
             on_retry=on_retry,
         )
         self.scheduler = PollScheduler(polling, backpressure=self.routes.backpressure)
-        self.submitter = Submitter(self.routes, max_in_flight=limits.max_submits_in_flight)
+        self.cleanups = CleanupTasks()
+        self.submitter = Submitter(
+            self.routes, max_in_flight=limits.max_submits_in_flight, cleanups=self.cleanups
+        )
         self.runner = Runner(self.submitter, self.routes, self.scheduler)
         self.catalog = Catalog(self.routes)
         # The journal file is opened by its first keyed run, not here (no I/O in __init__).
@@ -103,7 +107,10 @@ class Session:
         )
 
     async def aclose(self) -> None:
-        """Close the connection pool, then the journal."""
-        await self.transport.aclose()
+        """Wait for the cleanup tasks (each bounded), close the pool, then the journal."""
+        try:
+            await self.cleanups.aclose()
+        finally:
+            await self.transport.aclose()
         if self.keyed is not None:
             await self.keyed.journal.aclose()

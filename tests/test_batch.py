@@ -269,6 +269,7 @@ async def test_cancelled_run_records_its_request_id_then_cancels_the_job(
             await eventually(lambda: sim.count("submit") > 0)  # the POST reached the server
             tg.cancel_scope.cancel()
     assert not scope.cancelled_caught
+    await jclient.aclose()  # the POST's cleanup may outlive the (prompt) cancellation
     state = await entry_of(db, "a")
     assert state is not None and state[0] is EntryState.SUBMITTED
     assert state[1] is not None
