@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -44,7 +45,14 @@ from ._errors import JournalError
 from ._journal_writer import JournalWriter
 from ._wire import Result
 
-__all__ = ["EntryState", "Journal", "JournalEntry", "encode_inputs", "new_attempt"]
+__all__ = [
+    "EntryState",
+    "Journal",
+    "JournalEntry",
+    "attempt_in_progress",
+    "encode_inputs",
+    "new_attempt",
+]
 
 logger: Final = logging.getLogger("runcomfy_async")
 T = TypeVar("T")
@@ -112,8 +120,28 @@ class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def new_attempt() -> str:
-    """A fresh token naming one submit attempt of a key."""
-    return uuid.uuid4().hex
+    """A fresh token naming one submit attempt of a key, and the process making it."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex}"
+
+
+def attempt_in_progress(attempt: str | None) -> bool:
+    """Whether the process that wrote an attempt is still running (on this host).
+
+    An ``intent`` whose writer is alive is a submit under way in another process (wait
+    for it); one whose writer is gone is a submit that may or may not have happened.
+    """
+    if attempt is None or attempt.count("/") != 2:
+        return False
+    host, pid_text, _ = attempt.split("/")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, someone else's
+        return True
+    return True
 
 
 def encode_inputs(inputs: Mapping[str, object]) -> bytes:

@@ -54,7 +54,14 @@ from ._errors import (
     UncertainKeyError,
     WaitTimeoutError,
 )
-from ._journal import EntryState, Journal, JournalEntry, encode_inputs, new_attempt
+from ._journal import (
+    EntryState,
+    Journal,
+    JournalEntry,
+    attempt_in_progress,
+    encode_inputs,
+    new_attempt,
+)
 from ._run import Runner
 from ._wire import Result, SubmitResponse
 
@@ -168,7 +175,9 @@ class KeyedRuns:
                         return _stored(entry)
                     if entry.state is EntryState.FAILED:
                         raise JobFailedError(_stored(entry))
-                    if raced and entry.state is EntryState.INTENT:
+                    if entry.state is EntryState.INTENT and (
+                        raced or attempt_in_progress(entry.attempt)
+                    ):
                         # Another process is submitting this key right now.
                         await self._await_other(entry)
                         continue
