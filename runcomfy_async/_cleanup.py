@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any, Final
 
 __all__ = ["DEFAULT_CANCEL_GRACE", "DEFAULT_CLEANUP_TIMEOUT", "CleanupTasks", "await_briefly"]
@@ -41,7 +41,7 @@ class CleanupTasks:
 
     def spawn(
         self,
-        work: Coroutine[Any, Any, None],
+        work: Awaitable[None],
         what: str,
         *,
         timeout: float = DEFAULT_CLEANUP_TIMEOUT,
@@ -58,7 +58,7 @@ class CleanupTasks:
             await _wait_uncancelled(pending)
 
 
-async def _bounded(work: Coroutine[Any, Any, None], what: str, timeout: float) -> None:
+async def _bounded(work: Awaitable[None], what: str, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
             await work

@@ -136,6 +136,7 @@ and since a learned 60 s job costs about 10 polls, it sustains ~120 such jobs at
 larger batches are polled more sparsely (the most overdue first), never faster.
 """
 
+
 class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """How status polls are paced, per job and for the whole session.
 

@@ -32,15 +32,14 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import socket
 import sqlite3
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
 import msgspec
 
+from ._attempts import new_attempt
 from ._errors import JournalError
 from ._journal_writer import JournalWriter
 from ._wire import Result
@@ -49,9 +48,7 @@ __all__ = [
     "EntryState",
     "Journal",
     "JournalEntry",
-    "attempt_in_progress",
     "encode_inputs",
-    "new_attempt",
 ]
 
 logger: Final = logging.getLogger("runcomfy_async")
@@ -117,31 +114,6 @@ class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
     def result(self) -> Result | None:
         """The stored result, decoded; ``None`` before the job finished."""
         return None if self.result_json is None else _result_decoder.decode(self.result_json)
-
-
-def new_attempt() -> str:
-    """A fresh token naming one submit attempt of a key, and the process making it."""
-    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex}"
-
-
-def attempt_in_progress(attempt: str | None) -> bool:
-    """Whether the process that wrote an attempt is still running (on this host).
-
-    An ``intent`` whose writer is alive is a submit under way in another process (wait
-    for it); one whose writer is gone is a submit that may or may not have happened.
-    """
-    if attempt is None or attempt.count("/") != 2:
-        return False
-    host, pid_text, _ = attempt.split("/")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: alive, someone else's
-        return True
-    return True
 
 
 def encode_inputs(inputs: Mapping[str, object]) -> bytes:

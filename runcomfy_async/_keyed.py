@@ -43,6 +43,7 @@ from typing import Final, Literal, TypeAlias
 import anyio
 import msgspec
 
+from ._attempts import LIVE_ATTEMPTS, attempt_in_progress, new_attempt
 from ._errors import (
     JobCancelledError,
     JobFailedError,
@@ -54,14 +55,7 @@ from ._errors import (
     UncertainKeyError,
     WaitTimeoutError,
 )
-from ._journal import (
-    EntryState,
-    Journal,
-    JournalEntry,
-    attempt_in_progress,
-    encode_inputs,
-    new_attempt,
-)
+from ._journal import EntryState, Journal, JournalEntry, encode_inputs
 from ._run import Runner
 from ._wire import Result, SubmitResponse
 
@@ -219,7 +213,13 @@ class KeyedRuns:
         await self._slots.acquire()  # waiting here is safe to cancel: nothing recorded or sent
         try:
             attempt = await self._intent(key, model_id, inputs_json, replace)
-            response = await self._post(job, body, attempt)
+            try:
+                response = await self._post(job, body, attempt)
+            except asyncio.CancelledError:
+                raise  # the submitter calls on_orphan, which records the outcome
+            except BaseException:
+                LIVE_ATTEMPTS.discard(attempt)
+                raise
         finally:
             # The slot bounds POSTs under way; the id's write below needs none.
             self._slots.release()
@@ -231,6 +231,8 @@ class KeyedRuns:
                 exc = anyio.get_cancelled_exc_class()()
                 await self._runner.cancel_on_exit(response.request_id, queued=True, exc=exc)
             raise
+        finally:
+            LIVE_ATTEMPTS.discard(attempt)
         return response.request_id
 
     async def _intent(
@@ -238,6 +240,7 @@ class KeyedRuns:
     ) -> str:
         """Record the intent; raise _LostRace if another process wrote the key meanwhile."""
         attempt = new_attempt()
+        LIVE_ATTEMPTS.add(attempt)
         try:
             await self.journal.record_intent(
                 key, model_id, inputs_json, replace=replace or False, attempt=attempt
@@ -245,8 +248,10 @@ class KeyedRuns:
         except asyncio.CancelledError:
             # Queued, so it will land: undo it behind it (nothing was sent).
             self.journal.forget_later(key, attempt=attempt)
+            LIVE_ATTEMPTS.discard(attempt)
             raise
         except JournalError:
+            LIVE_ATTEMPTS.discard(attempt)
             if await self.journal.lookup(key) != replace:
                 raise _LostRace from None
             raise
@@ -257,13 +262,16 @@ class KeyedRuns:
         key, model_id = job.key, job.model_id
 
         async def on_orphan(request_id: str | None, reason: str | None) -> None:
-            # The caller was cancelled mid-POST; this runs in the session's cleanup.
-            if request_id is not None:
-                await self.journal.record_submitted(key, request_id, attempt=attempt)
-            elif reason is not None:
-                await self._note(key, EntryState.UNCERTAIN, reason=reason, attempt=attempt)
-            else:
-                await self._note(key, None, attempt=attempt)
+            # The caller was cancelled mid-submit; this runs in the session's cleanup.
+            try:
+                if request_id is not None:
+                    await self.journal.record_submitted(key, request_id, attempt=attempt)
+                elif reason is not None:
+                    await self._note(key, EntryState.UNCERTAIN, reason=reason, attempt=attempt)
+                else:
+                    await self._note(key, None, attempt=attempt)
+            finally:
+                LIVE_ATTEMPTS.discard(attempt)
 
         try:
             return await self._runner.submit(

@@ -30,7 +30,6 @@ __all__ = ["PollScheduler", "TokenBucket"]
 _EPSILON: Final = 1e-9  # refill rounding must not leave a token at 0.9999999 for ever
 
 
-
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; pure, clock passed in."""
 

@@ -78,8 +78,9 @@ class Submitter:
         Args:
             model_id: The model.
             inputs: The checked inputs.
-            on_orphan: Called (in a cleanup task) with the outcome of a POST whose
-                caller was cancelled while it was on the wire.
+            on_orphan: Called (in a cleanup task) with the outcome of a submit whose
+                caller was cancelled: of the POST on the wire, or ``(None, None)``
+                when none was sent. Always called once if the caller is cancelled.
 
         Raises:
             SubmitUncertainError: The server may have created a job (timeout after
@@ -90,9 +91,11 @@ class Submitter:
         route = ROUTES["submit"]
         body = _encoder.encode(inputs)
 
+        handed: list[bool] = []
+
         async def attempt() -> SubmitResponse:
             async with self._slots:
-                response = await self._post_to_completion(body, model_id, on_orphan)
+                response = await self._post_to_completion(body, model_id, on_orphan, handed)
             return _accepted(response, model_id, inputs)
 
         try:
@@ -104,6 +107,11 @@ class Submitter:
                 route=route,
                 hook=self._routes.on_retry,
             )
+        except asyncio.CancelledError:
+            if on_orphan is not None and not handed:
+                # Cancelled with no POST on the wire (waiting for a slot, a retry's pause).
+                self.cleanups.spawn(on_orphan(None, None), f"submit to {model_id}")
+            raise
         except SubmitUncertainError:
             raise
         except RunComfyError as exc:
@@ -114,7 +122,7 @@ class Submitter:
             ) from exc
 
     async def _post_to_completion(
-        self, body: bytes, model_id: str, on_orphan: OrphanHook | None
+        self, body: bytes, model_id: str, on_orphan: OrphanHook | None, handed: list[bool]
     ) -> Response:
         """Send a submit POST that no cancellation can cut short once it is on the wire.
 
@@ -127,6 +135,7 @@ class Submitter:
         try:
             return await asyncio.shield(post)
         except asyncio.CancelledError:
+            handed.append(True)
             cleanup = self.cleanups.spawn(
                 self._finish_orphan(post, model_id, on_orphan), f"submit to {model_id}"
             )

@@ -46,8 +46,10 @@ __all__ = ["DEFAULT_LAST_POLL_GRACE", "Watcher", "drive", "is_transient", "wait"
 
 logger: Final = logging.getLogger("runcomfy_async")
 
-DEFAULT_LAST_POLL_GRACE: Final = 2.0
-"""Seconds a poll or result fetch started by the deadline may run past it to answer."""
+DEFAULT_LAST_POLL_GRACE: Final = 0.2
+"""Seconds a poll or result fetch started by the deadline may run past it to answer.
+
+Small: ``timeout=T`` raises within ``T + 0.25`` s whatever a request is doing."""
 
 _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
 

@@ -34,9 +34,9 @@ def billed_per_prompt(sim: Simulator) -> Counter[str]:
     billed: Counter[str] = Counter()
     for record in sim.log:
         rid = record.request_id
-        if record.route == "submit" and record.status == 200 and rid is not None:
-            if sim.job(rid).state != "cancelled":
-                billed[msgspec.json.decode(record.body or b"{}")["prompt"]] += 1
+        submitted = record.route == "submit" and record.status == 200 and rid is not None
+        if submitted and sim.job(str(rid)).state != "cancelled":
+            billed[msgspec.json.decode(record.body or b"{}")["prompt"]] += 1
     return billed
 
 
@@ -88,7 +88,5 @@ async def test_two_processes_resuming_one_journal_bill_each_key_once(
     # Only keys without a live job were submitted again, each by one process.
     assert sim.stats.jobs_created - created_before == ITEMS - FINISHED
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT count(*) FROM jobs WHERE state = 'finished'").fetchone() == (
-        ITEMS,
-    )
+    assert conn.execute("SELECT count(*) FROM jobs WHERE state = 'finished'").fetchone() == (ITEMS,)
     conn.close()
