@@ -1,13 +1,14 @@
-"""The model catalog, as one session sees it: entries fetched once, and checks on them.
+"""The model catalog, as one session sees it: entries fetched once, listings, checks.
 
 An entry (price, input schema) changes rarely, so a session fetches each model's entry
-once and keeps it; a failed fetch is not kept, so the next call asks again.
+once and keeps it; a failed fetch is not kept, so the next call asks again. A listing
+pages through ``GET /v1/models`` by itself (``limit``/``offset`` until ``total``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Final
 
 from ._wire import check_model_id
 from .inputs import check_inputs
@@ -16,7 +17,12 @@ if TYPE_CHECKING:
     from ._routes import Routes
     from ._wire import ModelInfo
 
-__all__ = ["Catalog"]
+__all__ = ["DEFAULT_PAGE_SIZE", "Catalog"]
+
+#: Entries asked for per page of a listing.
+DEFAULT_PAGE_SIZE: Final = 50
+# A server that ignores offset or never reports a total must not page forever.
+_MAX_PAGES: Final = 1000
 
 
 class Catalog:
@@ -24,11 +30,13 @@ class Catalog:
 
     Args:
         routes: The session's routes.
+        page_size: Entries asked for per page of a listing.
     """
 
-    def __init__(self, routes: Routes) -> None:
+    def __init__(self, routes: Routes, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self._routes = routes
         self._entries: dict[str, ModelInfo] = {}
+        self._page_size = page_size
 
     async def info(self, model_id: str) -> ModelInfo:
         """Return the model's entry, fetched on first use.
@@ -53,3 +61,26 @@ class Catalog:
             TransportError: No answer, after retries.
         """
         await check_inputs(inputs, await self.info(model_id))
+
+    async def list_models(
+        self, *, search: str | None = None, category: str | None = None
+    ) -> AsyncIterator[ModelInfo]:
+        """Yield every catalog entry matching ``search`` and ``category``, page by page.
+
+        Raises:
+            APIStatusError: The catalog refused.
+            TransportError: No answer, after retries.
+        """
+        query = {k: v for k, v in (("search", search), ("category", category)) if v}
+        seen: set[str] = set()
+        offset = 0
+        for _ in range(_MAX_PAGES):
+            params = {**query, "limit": str(self._page_size), "offset": str(offset)}
+            page = await self._routes.list_models(params)
+            fresh = [m for m in page.models if m.model_id not in seen]
+            for entry in fresh:
+                seen.add(entry.model_id)
+                yield entry
+            offset += len(page.models)
+            if not fresh or (page.total is not None and offset >= page.total):
+                return

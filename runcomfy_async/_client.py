@@ -1,10 +1,8 @@
 """The session users hold: lifecycle and wiring only.
 
-Policy lives elsewhere — routes in ``_routes``, the submit in ``_submit``, polling in
-``_poll_plan`` and ``_poll_budget``, transitions in ``_watch``, submit-and-wait in
-``_run``, keyed runs in ``_keyed``, bulk runs in ``_map``, downloads in ``_download``,
-the catalog in ``_catalog`` — and :class:`Client` connects them, so each stays small
-and testable. Each method checks the session is open and hands over to one of them.
+Policy lives in the modules :class:`~runcomfy_async._session.Session` builds (routes,
+submit, polling, watch, run, keyed runs, map, downloads, catalog, input checks); each
+method checks the session is open and hands over to one of them.
 """
 
 from __future__ import annotations
@@ -13,35 +11,25 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, overload
 
-from ._config import (
-    DEFAULT_BASE_URL,
-    DEFAULT_LIMITS,
-    DEFAULT_POLLING,
-    DEFAULT_RETRY,
-    DEFAULT_TIMEOUTS,
-    Limits,
-    PollPolicy,
-    RetryPolicy,
-    Timeouts,
-    resolve_token,
-)
+from ._config import DEFAULT_LIMITS, DEFAULT_POLLING, DEFAULT_RETRY, DEFAULT_TIMEOUTS
 from ._download import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES
 from ._download import download as download_files
 from ._handle import RequestHandle
 from ._keyed import OnUncertain
 from ._map import DEFAULT_MAP_CONCURRENCY, MapItem, MapOutcome, map_runs
-from ._prepare import prepare
 from ._retry import RetryHook
 from ._run import check_timeout
 from ._session import Session
-from ._watch import wait, watch
-from ._wire import check_model_id, check_request_id
+from ._spend import stop_at_limit
+from ._views import ClientViews
+from ._watch import watch
+from ._wire import check_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
-    from typing import Self
 
+    from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
     from ._download import DownloadProgress
     from ._events import Event
     from ._output import Output
@@ -51,16 +39,17 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 
-class Client:
+class Client(ClientViews):
     """An async session with RunComfy's Model API.
 
     Safe to share across thousands of concurrent tasks: connections, in-flight submits
     and the status poll rate are bounded per session. ``async with Client() as c:``.
 
     Args:
-        token: The API token (default: ``$RUNCOMFY_API_TOKEN``); never shown in a repr,
-            log line or error, and sent only to ``base_url``'s host.
-        base_url: The API origin. Plain ``http://`` is refused except to loopback.
+        token: The API token (default: ``$RUNCOMFY_API_TOKEN``, else the file named by
+            ``$RUNCOMFY_API_TOKEN_FILE``); never shown, sent only to ``base_url``'s host.
+        base_url: The API origin (default: ``$RUNCOMFY_BASE_URL``, else RunComfy's).
+            Plain ``http://`` is refused except to loopback.
         timeouts: Per-attempt HTTP timeouts (not the overall deadline of a wait).
         retry: How reads, cancels and provably-unsent submits are retried.
         polling: How status polls are paced and shared across jobs.
@@ -69,6 +58,12 @@ class Client:
         include_cost: Ask for ``cost`` on every result.
         trust_env: Honour ``HTTP(S)_PROXY`` / ``NO_PROXY`` from the environment.
         on_retry: Called before every retry wait, for metrics.
+        check_inputs: ``None``: dicts for the seed models get their typed class's checks;
+            ``True``: other models' too, by catalog schema; ``False``: none for dicts.
+        spend_limit_usd: Refuse (``SpendLimitError``) a submit whose estimated price
+            would take ``spent_usd`` past this; ``prices_usd``: USD per job by model id.
+        tracer_provider: For the ``runcomfy.run`` spans (default: OpenTelemetry's global
+            one, when ``opentelemetry-api`` is installed); ``meter_provider``: metrics.
 
     Raises:
         ValueError: No token, or a ``base_url`` that is not https (or loopback http).
@@ -78,7 +73,7 @@ class Client:
         self,
         token: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         polling: PollPolicy = DEFAULT_POLLING,
@@ -87,9 +82,14 @@ class Client:
         include_cost: bool = False,
         trust_env: bool = True,
         on_retry: RetryHook | None = None,
+        check_inputs: bool | None = None,
+        spend_limit_usd: float | None = None,
+        prices_usd: Mapping[str, float] | None = None,
+        tracer_provider: object = None,
+        meter_provider: object = None,
     ) -> None:
         self._s = Session(
-            token=resolve_token(token),
+            token=token,
             base_url=base_url,
             timeouts=timeouts,
             retry=retry,
@@ -99,42 +99,30 @@ class Client:
             include_cost=include_cost,
             trust_env=trust_env,
             on_retry=on_retry,
+            check_inputs=check_inputs,
+            spend_limit_usd=spend_limit_usd,
+            prices_usd=prices_usd,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
         self._closed = False
 
-    @property
-    def base_url(self) -> str:
-        """The API origin calls go to."""
-        return self._s.transport.base_url
-
-    def __repr__(self) -> str:
-        return f"<Client base_url={self.base_url!r} {'closed' if self._closed else 'open'}>"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool and the journal; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._s.aclose()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the client is closed")
+    @overload
+    async def submit(
+        self, model: ModelInput, inputs: None = None, *, price_usd: float | None = None
+    ) -> RequestHandle: ...
 
     @overload
-    async def submit(self, model: ModelInput, inputs: None = None) -> RequestHandle: ...
-
-    @overload
-    async def submit(self, model: str, inputs: Mapping[str, object]) -> RequestHandle: ...
+    async def submit(
+        self, model: str, inputs: Mapping[str, object], *, price_usd: float | None = None
+    ) -> RequestHandle: ...
 
     async def submit(
-        self, model: str | ModelInput, inputs: Mapping[str, object] | None = None
+        self,
+        model: str | ModelInput,
+        inputs: Mapping[str, object] | None = None,
+        *,
+        price_usd: float | None = None,
     ) -> RequestHandle:
         """Submit one job (one POST) and return its handle.
 
@@ -143,9 +131,11 @@ class Client:
                 input from :mod:`runcomfy_async.models` (then ``inputs`` is omitted).
             inputs: The model's inputs, for a model id. ``Path`` or ``bytes`` values are
                 checked and sent as ``data:`` URIs.
+            price_usd: The job's price under ``spend_limit_usd``, instead of the estimate.
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
+            SpendLimitError: Over ``spend_limit_usd``, or no price known; nothing was sent.
             SubmitUncertainError: The server may have created a job; not retried.
             APIStatusError: Refused, so nothing was created: ``BadRequestError`` (unknown
                 model, 400001), ``AuthenticationError``, ``InsufficientBalanceError``,
@@ -155,9 +145,8 @@ class Client:
                 ``ConnectTimeoutError``.
         """
         self._check_open()
-        model_id, body = await prepare(model, inputs)
-        response = await self._s.submitter.submit(model_id, body)
-        return RequestHandle(self, response.request_id, model_id)
+        model_id, body = await self._s.prepare(model, inputs)
+        return RequestHandle(self, await self._s.submit(model_id, body, price_usd), model_id)
 
     def handle(self, request_id: str, *, model_id: str | None = None) -> RequestHandle:
         """Rebuild a handle from a stored request id, with no I/O (ValueError if malformed)."""
@@ -201,20 +190,30 @@ class Client:
         return await self._s.routes.cancel(check_request_id(request_id))
 
     async def model_info(self, model_id: str) -> ModelInfo:
-        """Fetch a model's catalog entry: display name, price, input schema.
+        """Fetch a model's catalog entry (price, input schema), once per session.
 
         Raises:
             BadRequestError: Unknown model (400001; some hosts answer ``NotFoundError``).
             TransportError: No answer, after retries; ``APIStatusError`` for another.
         """
         self._check_open()
-        return await self._s.routes.model_info(check_model_id(model_id))
+        return await self._s.catalog.info(model_id)
+
+    def list_models(
+        self, *, search: str | None = None, category: str | None = None
+    ) -> AsyncIterator[ModelInfo]:
+        """Iterate the catalog's entries (no schemas), paging by itself; filters optional.
+
+        Raises:
+            APIStatusError: The catalog refused; ``TransportError``: no answer.
+        """
+        self._check_open()
+        return self._s.catalog.list_models(search=search, category=category)
 
     async def check_inputs(self, model_id: str, inputs: Mapping[str, object]) -> None:
         """Check a plain mapping against the model's catalog schema, before paying.
 
-        The schema (fetched once per model per session) is applied locally: required
-        fields, types, enums, lengths, ranges and RunComfy's ``validations``.
+        The schema (fetched once per session) is applied locally, ``validations`` too.
 
         Raises:
             InputValidationError: A value breaks the schema (field, value and rule named).
@@ -236,15 +235,14 @@ class Client:
     ) -> list[Path]:
         """Download a job's output files into the directory ``dest``: all of them, or none.
 
-        Files stream to hidden temporary files, renamed into place only when all have
-        arrived whole; on any failure or cancellation no partial file is left. Storage
-        never gets the token; transient failures are retried, resuming with ``Range``.
+        Files stream to temporary files, renamed into place once all arrived whole (no
+        partial file is left); storage never gets the token; retries resume with Range.
 
         Args:
             result: A succeeded :class:`Result` (every ``output.urls``), an
                 :class:`Output`, or URLs (``https``; plain ``http`` only to loopback).
             dest: The directory, created when missing. Names come from each URL's last
-                path segment, made safe; ``-2``, ``-3`` … for duplicates.
+                path segment (else its output key), made safe; ``-2`` … for duplicates.
             concurrency: Files downloaded at once.
             max_bytes: Per-file size cap (default 2 GiB); ``None`` for none.
             overwrite: Replace existing files (else an existing one is an error).
@@ -256,9 +254,8 @@ class Client:
         Raises:
             ValueError: A result that did not succeed or has no output; a non-https URL.
             DownloadTooLargeError: A file is larger than ``max_bytes``.
-            NotFoundError: Storage answered 404 (an expired link); 403 is
-                ``PermissionDeniedError``, 429 ``RateLimitError``, 5xx ``ServerError``.
-            APIStatusError: Another error answer from storage.
+            NotFoundError: Storage answered 404 (an expired link); ``APIStatusError``
+                for another error answer (403, 429, 5xx after retries).
             TransportError: The connection failed, broke or timed out, after retries.
             FileExistsError: A target file exists and ``overwrite`` is False.
             OSError: ``dest`` or a file in it could not be written.
@@ -313,13 +310,7 @@ class Client:
         """
         self._check_open()
         check_timeout(timeout)
-        return await wait(
-            self._s.routes,
-            self._s.scheduler,
-            check_request_id(request_id),
-            model_id=model_id,
-            timeout=timeout,
-        )
+        return await self._s.wait(check_request_id(request_id), model_id, timeout)
 
     @overload
     async def run(
@@ -331,6 +322,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result: ...
 
     @overload
@@ -343,6 +335,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result: ...
 
     async def run(
@@ -354,6 +347,7 @@ class Client:
         key: str | None = None,
         cancel_on_exit: bool = True,
         on_uncertain: OnUncertain = "raise",
+        price_usd: float | None = None,
     ) -> Result:
         """Submit a job and wait for its result.
 
@@ -373,6 +367,7 @@ class Client:
             cancel_on_exit: Cancel a still-queued job when the wait is abandoned.
             on_uncertain: For a key journaled as possibly submitted: ``"raise"``
                 :class:`UncertainKeyError`, or ``"resubmit"`` (it may then run twice).
+            price_usd: The job's price under ``spend_limit_usd`` (see :meth:`submit`).
 
         Raises:
             InputValidationError: Inputs refused locally; nothing was sent.
@@ -390,7 +385,7 @@ class Client:
         self._check_open()
         check_timeout(timeout)
         self._s.check_key(key)
-        model_id, body = await prepare(model, inputs)
+        model_id, body = await self._s.prepare(model, inputs)
         return await self._s.run(
             model_id,
             body,
@@ -398,6 +393,7 @@ class Client:
             timeout=timeout,
             cancel_on_exit=cancel_on_exit,
             on_uncertain=on_uncertain,
+            price_usd=price_usd,
         )
 
     def map(
@@ -416,9 +412,10 @@ class Client:
         ``map(model_id, inputs)`` takes mappings for one model, ``map(typed_inputs)``
         typed inputs; either a plain or an async iterable, pulled lazily. Each item ends
         as a :class:`MapOutcome` (``index``, ``key``, ``result`` or ``error``): one
-        failing item never stops the others. Leaving the loop early stops submitting
-        and cancels the items under way (queued jobs remotely, unless
-        ``cancel_on_exit`` is False); ``contextlib.aclosing`` waits for that.
+        failing item never stops the others. Once ``spend_limit_usd`` refuses an item,
+        no later one is submitted: each ends carrying a ``SpendLimitError``. Leaving
+        the loop early stops submitting and cancels the items under way (queued jobs
+        remotely, unless ``cancel_on_exit`` is False); ``contextlib.aclosing`` waits.
 
         Args:
             model: A model id, or the typed inputs (then ``inputs`` is omitted).
@@ -438,7 +435,7 @@ class Client:
         """
         self._check_open()
         return map_runs(
-            self.run,
+            stop_at_limit(self.run, self._s.ledger),
             model,
             inputs,
             concurrency=concurrency,

@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
     "DEFAULT_POLLING",
@@ -21,15 +22,27 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "TOKEN_ENV",
+    "TOKEN_FILE_ENV",
+    "TOKEN_HELP",
     "Limits",
     "PollPolicy",
     "RetryPolicy",
     "Timeouts",
+    "resolve_base_url",
     "resolve_token",
 ]
 
 DEFAULT_BASE_URL: Final = "https://model-api.runcomfy.net"
 TOKEN_ENV: Final = "RUNCOMFY_API_TOKEN"
+#: A file holding the token, as RunComfy's partner nodes read it (``runcomfy-api.md``).
+TOKEN_FILE_ENV: Final = "RUNCOMFY_API_TOKEN_FILE"
+#: The API origin, as ``runcomfy simulator`` tells users to export it.
+BASE_URL_ENV: Final = "RUNCOMFY_BASE_URL"
+#: Where a user gets a token, for messages about a missing or refused one.
+TOKEN_HELP: Final = (
+    'copy it from the "API Token" section of your RunComfy Profile page '
+    "(https://www.runcomfy.com/profile)"
+)
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -209,12 +222,36 @@ class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
 DEFAULT_POLLING: Final = PollPolicy()
 
 
+def resolve_base_url(base_url: str | None) -> str:
+    """The API origin: ``base_url``, else ``$RUNCOMFY_BASE_URL``, else RunComfy's."""
+    if base_url is not None:
+        return base_url
+    return os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+
+
+def _token_from_file() -> str | None:
+    path = os.environ.get(TOKEN_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:  # a few bytes, read once per session
+            return file.read().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read ${TOKEN_FILE_ENV} ({path}): {exc.strerror}") from None
+
+
 def resolve_token(token: str | None) -> str:
-    value = token if token is not None else os.environ.get(TOKEN_ENV)
+    """The token: ``token``, else ``$RUNCOMFY_API_TOKEN``, else ``$RUNCOMFY_API_TOKEN_FILE``'s.
+
+    Raises:
+        ValueError: No token anywhere, an unreadable token file, or a token with
+            whitespace or control characters inside.
+    """
+    value = token if token is not None else os.environ.get(TOKEN_ENV) or _token_from_file()
     if not value or not value.strip():
         raise ValueError(
-            f"no RunComfy API token: pass Client(token=...) or set the {TOKEN_ENV} "
-            "environment variable"
+            f"no RunComfy API token: pass Client(token=...), set {TOKEN_ENV}, or name a "
+            f"file holding it in {TOKEN_FILE_ENV}; to get a token, {TOKEN_HELP}"
         )
     if value != value.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         # A newline in a header value is header injection; refuse it outright.

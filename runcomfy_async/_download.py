@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio
 import msgspec
@@ -40,7 +40,7 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from ._filenames import extension_for, inside, plan_names, split_suffix
+from ._filenames import extension_for, inside, plan_names, safe_name, split_suffix
 from ._output import Output
 from ._retry import backoff_delay, is_retryable_read, retry_after_of
 from ._urls import check_download_url, is_loopback, public_url
@@ -82,6 +82,21 @@ class DownloadProgress(Protocol):
 
 
 # --- inputs ------------------------------------------------------------------------------
+
+
+def _name_sources(source: Result | Output | str | Sequence[str], urls: list[str]) -> list[str]:
+    # A URL whose path names no file is named for the output key it came from
+    # ("audio", "image_urls-2"), not "output-N"; the name still goes through safe_name.
+    output = source.output if isinstance(source, Result) else source
+    if not isinstance(output, Output):
+        return urls
+    keys = dict(zip(output.urls, output.url_keys, strict=True))
+    return [
+        f"https://key.invalid/{quote(keys[u], safe='')}"
+        if keys.get(u) and safe_name(u, i) == f"output-{i}"
+        else u
+        for i, u in enumerate(urls, 1)
+    ]
 
 
 def _collect_urls(source: Result | Output | str | Sequence[str]) -> list[str]:
@@ -391,7 +406,7 @@ async def download(
         return []
     directory = Path(await anyio.Path(dest).resolve())
     await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
-    names = plan_names(urls)
+    names = plan_names(_name_sources(source, urls))
     if not overwrite:
         for name in names:
             if split_suffix(name)[1] and await anyio.Path(inside(directory, name)).exists():

@@ -29,6 +29,7 @@ The tree, by what the caller can do about it::
     ├── InputValidationError           inputs refused locally, before any request (also ValueError)
     ├── KeyConflictError               a journal key reused for other inputs (ValueError too)
     ├── JournalError                   the journal could not be read or written
+    ├── SpendLimitError                a submit would pass spend_limit_usd; nothing was sent
     └── DownloadTooLargeError          an output file is over the download size cap
 
 Every message is a sentence naming the route, the request id and the status; the
@@ -414,6 +415,37 @@ class JournalError(RunComfyError):
         self.path = path
         self.key = key
         self.request_id = request_id
+
+
+class SpendLimitError(RunComfyError):
+    """A submit was refused locally because of ``Client(spend_limit_usd=...)``; nothing was sent.
+
+    Either the job's estimated price would take the session's spend (reported costs
+    plus reservations of jobs not yet settled) past the limit, or the price could not
+    be estimated at all (then ``estimate_usd`` is None and the message says how to pass
+    one).
+
+    Attributes:
+        model_id: The model the submit was for.
+        limit_usd: The session's limit.
+        spent_usd: Spent plus reserved when the submit was refused.
+        estimate_usd: The job's estimated price, or None when it could not be estimated.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model_id: str,
+        limit_usd: float,
+        spent_usd: float,
+        estimate_usd: float | None,
+    ) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.estimate_usd = estimate_usd
 
 
 class SubmitTimeoutError(SubmitUncertainError, TimeoutError):

@@ -1,85 +1,119 @@
-"""A job's output: the files a succeeded job produced, whatever shape the server sent."""
+"""A job's output: the files a succeeded job produced, whatever shape the server sent.
+
+Keys differ per model (``video``, ``audio``, ``image_urls``, a list of ``{"url": …}``
+objects…), so the output is kept exactly as sent (:attr:`Output.raw`) and every URL
+string in it, at any depth, is collected in the server's order (:attr:`Output.urls`), as
+RunComfy's own clients do (``runcomfy-api.md``, "Outputs beyond the Wan keys"). An output
+whose URLs a client cannot find is a paid result lost.
+"""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
 __all__ = ["Output", "to_output"]
 
-
-_VIDEO_EXT: Final = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
-_IMAGE_EXT: Final = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+_KINDS: Final = ("image", "video", "audio")
+_EXTENSIONS: Final = {
+    "image": (".png", ".jpg", ".jpeg", ".webp", ".bmp"),
+    "video": (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi"),
+    "audio": (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac"),
+}
+# The keys a kind's shortcut reads, singular then plural ("image", "image_url"; "images"…).
+_ONE_KEYS: Final = {kind: (kind, f"{kind}_url", f"{kind}_uri") for kind in _KINDS}
+_MANY_KEYS: Final = {kind: (f"{kind}s", f"{kind}_urls", f"{kind}_uris") for kind in _KINDS}
+_KNOWN_KEYS: Final = frozenset(
+    k for keys in (*_ONE_KEYS.values(), *_MANY_KEYS.values()) for k in keys
+)
 
 
 class Output(msgspec.Struct, frozen=True):
     """A job's output files, whatever shape the server sent them in.
 
-    The Wan models answer ``{"image", "video", "images", "videos"}`` (all optional); the
-    API prose also allows a bare URL or a list of URLs, which are sorted into the same
-    fields by file extension (anything unrecognised lands in ``other``).
+    Attributes:
+        raw: The ``output`` JSON value exactly as the server sent it (``None`` for an
+            ``Output`` built by hand).
+        image, video, audio: The first file of that kind: the ``image`` / ``image_url``
+            key, else the first of the plural list; for a bare URL or a list of URLs, or
+            keys no shortcut knows, the first URL with that kind's file extension.
+        images, videos, audios: Every file of that kind: the ``images`` /
+            ``image_urls`` list, else the singular key.
+        other: URLs no shortcut holds, in order.
     """
 
+    raw: Any = None
     image: str | None = None
     video: str | None = None
+    audio: str | None = None
     images: tuple[str, ...] = ()
     videos: tuple[str, ...] = ()
+    audios: tuple[str, ...] = ()
     other: tuple[str, ...] = ()
 
     @property
     def urls(self) -> tuple[str, ...]:
-        """Every output URL once, in order: image, video, images, videos, other."""
-        seen: dict[str, None] = {}
-        for url in (self.image, self.video, *self.images, *self.videos, *self.other):
-            if url:
-                seen.setdefault(url, None)
-        return tuple(seen)
+        """Every URL once, in the server's order: any key, any depth, ``{"url": …}`` objects."""
+        found: list[str | None] = [url for _, url in find_urls(self.raw)]
+        found += [self.image, self.video, self.audio, *self.images, *self.videos, *self.audios]
+        return tuple(dict.fromkeys(u for u in (*found, *self.other) if u))
+
+    @property
+    def url_keys(self) -> tuple[str, ...]:
+        """For each of :attr:`urls`, the top-level key it came from (``""`` for none)."""
+        where = {url: key for key, url in reversed(find_urls(self.raw))}
+        for kind in _KINDS:
+            for url in (getattr(self, kind), *getattr(self, f"{kind}s")):
+                if url:
+                    where.setdefault(url, kind)
+        return tuple(where.get(url, "") for url in self.urls)
 
 
-class _OutputObject(msgspec.Struct, frozen=True):
-    image: str | None = None
-    video: str | None = None
-    images: list[str] | None = None
-    videos: list[str] | None = None
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value[:8].lower().startswith(("https://", "http://"))
 
 
-def _output_from_urls(urls: list[str]) -> Output:
-    images, videos, other = [], [], []
-    for url in urls:
-        path = url.split("?", 1)[0].lower()
-        if path.endswith(_VIDEO_EXT):
-            videos.append(url)
-        elif path.endswith(_IMAGE_EXT):
-            images.append(url)
-        else:
-            other.append(url)
-    return Output(
-        image=images[0] if images else None,
-        video=videos[0] if videos else None,
-        images=tuple(images),
-        videos=tuple(videos),
-        other=tuple(other),
-    )
+def find_urls(raw: object) -> list[tuple[str, str]]:
+    """Every URL string in ``raw`` with its top-level key, depth first, in the server's order.
+
+    Iterative, so a hostile nesting depth cannot overflow the stack.
+    """
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, object]] = [("", raw)]
+    while stack:
+        key, value = stack.pop()
+        if _is_url(value):
+            found.append((key, str(value)))
+        elif isinstance(value, dict):
+            items = [(key or str(k), v) for k, v in value.items()]
+            stack.extend(reversed(items))
+        elif isinstance(value, list | tuple):
+            stack.extend((key, v) for v in reversed(value))
+    return found
+
+
+def _by_extension(urls: list[str], kind: str) -> list[str]:
+    return [u for u in urls if u.split("?", 1)[0].lower().endswith(_EXTENSIONS[kind])]
 
 
 def to_output(raw: object) -> Output | None:
+    """Build the :class:`Output` of a succeeded job's ``output`` value (``None`` stays ``None``)."""
     if raw is None:
         return None
-    if isinstance(raw, str):
-        return _output_from_urls([raw])
-    if isinstance(raw, list):
-        return _output_from_urls([u for u in raw if isinstance(u, str)])
-    if isinstance(raw, dict):
-        try:
-            obj = msgspec.convert(raw, _OutputObject, strict=False)
-        except msgspec.ValidationError:
-            # An object with odd value types: keep whatever strings it holds.
-            return _output_from_urls([v for v in raw.values() if isinstance(v, str)])
-        return Output(
-            image=obj.image,
-            video=obj.video,
-            images=tuple(obj.images or ()),
-            videos=tuple(obj.videos or ()),
-        )
-    return None
+    urls = list(dict.fromkeys(url for _, url in find_urls(raw)))
+    fields: dict[str, Any] = {}
+    known = isinstance(raw, dict) and any(k in _KNOWN_KEYS for k in raw)
+    for kind in _KINDS:
+        if known:
+            assert isinstance(raw, dict)
+            one = [u for k in _ONE_KEYS[kind] for _, u in find_urls(raw.get(k))]
+            many = [u for k in _MANY_KEYS[kind] for _, u in find_urls(raw.get(k))]
+            many = many or one
+            one = one or many
+        else:
+            one = many = _by_extension(urls, kind)
+        fields[kind] = one[0] if one else None
+        fields[f"{kind}s"] = tuple(dict.fromkeys(many))
+    held = {u for kind in _KINDS for u in (fields[kind], *fields[f"{kind}s"]) if u}
+    return Output(raw=raw, other=tuple(u for u in urls if u not in held), **fields)

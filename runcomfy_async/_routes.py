@@ -26,10 +26,12 @@ from ._transport import Response, Transport
 from ._wire import (
     CancelResult,
     ModelInfo,
+    ModelPage,
     Result,
     Status,
     decode_cancel,
     decode_model_info,
+    decode_model_page,
     decode_result,
     decode_status,
 )
@@ -42,6 +44,7 @@ ROUTES: Final = {
     "result": "GET /v1/requests/{id}/result",
     "cancel": "POST /v1/requests/{id}/cancel",
     "model": "GET /v1/models/{model_id}",
+    "models": "GET /v1/models",
 }
 
 logger: Final = logging.getLogger("runcomfy_async")
@@ -195,6 +198,17 @@ class Routes:
             return decode_cancel(response.body, request_id)
         except (msgspec.MsgspecError, ValueError) as exc:
             raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+
+    async def list_models(self, params: Mapping[str, str]) -> ModelPage:
+        """GET one page of the catalog listing."""
+        route = ROUTES["models"]
+        response = await self._read(
+            "GET", "/v1/models", route=route, request_id=None, params=params
+        )
+        try:
+            return decode_model_page(response.body)
+        except msgspec.MsgspecError as exc:
+            raise unreadable(exc, route=route, response=response, request_id=None) from exc
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """GET a model's catalog entry."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import email.utils
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Final
 
@@ -39,6 +40,7 @@ from ._errors import (
     ReadTimeoutError,
     RequestTimeoutError,
     ServerError,
+    TransportError,
     UnexpectedResponseError,
 )
 from ._urls import check_base_url
@@ -253,12 +255,18 @@ class Transport:
         trust_env: bool = True,
     ) -> None:
         self._base = check_base_url(base_url)
-        self._auth: Final = f"Bearer {token}"
+        self._auth = f"Bearer {token}"
         self._limits = limits
         self._trust_env = trust_env
         self._api_proxy = env_proxy(self._base.scheme, self._base.host or "") if trust_env else None
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._owner: Transport | None = None  # set on a view: the pool is the owner's
+        #: Told of every API answer's route and status (0: none arrived); telemetry.
+        self.on_response: Callable[[str, int], None] | None = None
+        self._set_timeouts(timeouts)
+
+    def _set_timeouts(self, timeouts: Timeouts) -> None:
         # aiohttp's 300 s total default must never apply: total=None. ``connect`` is left
         # unset because it also counts waiting for a pooled connection, which is bounded
         # elsewhere (submit limiter, poll budget); sock_connect bounds the TCP connect.
@@ -277,7 +285,26 @@ class Transport:
     def __repr__(self) -> str:
         return f"<Transport base_url={self.base_url!r}>"
 
+    def derive(self, *, token: str | None, timeouts: Timeouts | None) -> Transport:
+        """A view on the same connection pool, with its own token and/or timeouts.
+
+        The token is attached per request, so a view's requests carry only its own;
+        closing a view closes nothing (the owner's ``aclose`` closes the pool).
+        """
+        view = copy.copy(self)
+        view._owner = self._owner or self
+        view._session = None
+        if token is not None:
+            view._auth = f"Bearer {token}"
+        if timeouts is not None:
+            view._set_timeouts(timeouts)
+        return view
+
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._owner is not None:
+            if self._closed:
+                raise RuntimeError("the client view is closed")
+            return self._owner._get_session()
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._session is None:
@@ -321,20 +348,28 @@ class Transport:
         headers = {"Authorization": self._auth}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        with _mapped(route, request_id):
-            async with session.request(
-                method,
-                url,
-                data=body,
-                params=params,
-                headers=headers,
-                allow_redirects=False,
-                proxy=self._api_proxy,
-            ) as resp:
-                payload = await _read_capped(resp, route, request_id)
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                location = resp.headers.get("Location")
+        try:
+            with _mapped(route, request_id):
+                async with session.request(
+                    method,
+                    url,
+                    data=body,
+                    params=params,
+                    headers=headers,
+                    allow_redirects=False,
+                    proxy=self._api_proxy,
+                    timeout=self._api_timeout,  # a view's own, on the shared session
+                ) as resp:
+                    payload = await _read_capped(resp, route, request_id)
+                    status = resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    location = resp.headers.get("Location")
+        except TransportError:
+            if self.on_response is not None:
+                self.on_response(route, 0)
+            raise
+        if self.on_response is not None:
+            self.on_response(route, status)
         if 200 <= status < 300:
             if accept_2xx:
                 return Response(status=status, body=payload)
@@ -389,7 +424,7 @@ class Transport:
             resp.close()
 
     async def aclose(self) -> None:
-        """Close the pool; idempotent."""
+        """Close the pool (a view's: nothing shared); idempotent."""
         self._closed = True
         if self._session is not None:
             session, self._session = self._session, None

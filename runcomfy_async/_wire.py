@@ -24,6 +24,7 @@ __all__ = [
     "CancelResult",
     "JobState",
     "ModelInfo",
+    "ModelPage",
     "Output",
     "Result",
     "Status",
@@ -33,6 +34,7 @@ __all__ = [
     "decode_cancel",
     "decode_error_envelope",
     "decode_model_info",
+    "decode_model_page",
     "decode_result",
     "decode_status",
     "decode_submit",
@@ -264,8 +266,13 @@ class CancelResult(msgspec.Struct, frozen=True):
 
     @property
     def cancelled(self) -> bool:
-        """Whether the job is now certainly cancelled."""
-        return self.outcome == CancelOutcome.CANCELLED
+        """Whether the job is now certainly cancelled: the outcome or the status says so.
+
+        ``{"status": "cancelled", "outcome": "cancellation_requested"}`` is confirmed: the
+        status decides (``runcomfy-api.md``, "Cancel answers").
+        """
+        words = (self.outcome.lower(), (self.status or "").lower())
+        return any(_STATUS_WORDS.get(w) is JobState.CANCELLED for w in words)
 
 
 class _CancelWire(msgspec.Struct, frozen=True):
@@ -282,7 +289,11 @@ class ModelInfo(msgspec.Struct, frozen=True):
         display_name: Its human name.
         base_price_usd: Its base price, per ``price_unit``.
         price_unit: ``"second"`` or ``"output"``.
-        input_schema: The JSON schema of its inputs, with RunComfy's ``validations``.
+        input_schema: The JSON schema of its inputs, with RunComfy's ``validations``
+            (empty in a catalog listing, which carries no schemas).
+        kind: The catalog's ``kind`` (RunComfy lists ``"model"``).
+        categories: Its catalog categories (``"video"``, ``"text-to-image"``…).
+        pricing_note: The catalog's free-text note on pricing.
     """
 
     model_id: str
@@ -290,6 +301,16 @@ class ModelInfo(msgspec.Struct, frozen=True):
     base_price_usd: float | None = None
     price_unit: str | None = None
     input_schema: dict[str, Any] = msgspec.field(default_factory=dict)
+    kind: str | None = None
+    categories: tuple[str, ...] = ()
+    pricing_note: str | None = None
+
+
+class ModelPage(msgspec.Struct, frozen=True):
+    """One page of ``GET /v1/models``: its entries and the catalog's ``total``."""
+
+    models: tuple[ModelInfo, ...] = ()
+    total: int | None = None
 
 
 class ErrorEnvelope(msgspec.Struct, frozen=True):
@@ -316,6 +337,7 @@ _status_decoder: Final = msgspec.json.Decoder(Status, strict=False)
 _result_decoder: Final = msgspec.json.Decoder(_ResultWire, strict=False)
 _cancel_decoder: Final = msgspec.json.Decoder(_CancelWire, strict=False)
 _model_decoder: Final = msgspec.json.Decoder(ModelInfo, strict=False)
+_page_decoder: Final = msgspec.json.Decoder(ModelPage, strict=False)
 _envelope_decoder: Final = msgspec.json.Decoder(ErrorEnvelope, strict=False)
 _OUTCOME_IN_TEXT: Final = re.compile(rb'"outcome"\s*:\s*"([A-Za-z_]+)"')
 _T = TypeVar("_T")
@@ -382,6 +404,11 @@ def decode_cancel(body: bytes, request_id: str) -> CancelResult:
 def decode_model_info(body: bytes) -> ModelInfo:
     """Decode a catalog entry."""
     return _decode(_model_decoder, body)
+
+
+def decode_model_page(body: bytes) -> ModelPage:
+    """Decode one page of the catalog listing."""
+    return _decode(_page_decoder, body)
 
 
 def decode_error_envelope(body: bytes) -> ErrorEnvelope | None:

@@ -13,8 +13,8 @@ import pytest
 
 from runcomfy_async import (
     Client,
+    InputValidationError,
     InsufficientBalanceError,
-    InvalidInputError,
     JobCancelledError,
     JobFailedError,
     Limits,
@@ -314,13 +314,14 @@ async def test_map_yields_in_completion_order(fclient: Client, sim: Simulator) -
 
 
 async def test_map_keeps_going_past_bad_items(fclient: Client, sim: Simulator) -> None:
-    """A refused input and a failed job are outcomes of their own; the rest succeed."""
+    """A refused input (refused locally, never sent) and a failed job are outcomes of their own."""
     sim.script_next(JobScript(outcome="failed", error="boom"))
     inputs: list[dict[str, object]] = [item(0), {"prompt": "no image"}, item(2), item(3)]
     outcomes = await collect(fclient.map(WAN25, inputs, concurrency=1))
     by_index = {o.index: o for o in outcomes}
     assert isinstance(by_index[0].error, JobFailedError)
-    assert isinstance(by_index[1].error, InvalidInputError)
+    assert isinstance(by_index[1].error, InputValidationError)
+    assert sim.count("submit") == 3
     assert by_index[2].ok and by_index[3].ok
     assert by_index[2].result is not None and by_index[1].result is None
 

@@ -146,12 +146,12 @@ async def test_run_prints_output_urls(sim: Simulator, capsys: pytest.CaptureFixt
 async def test_run_json_is_one_object_per_line(
     sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """run --json prints only JSON lines: submitted first, the completed result last."""
+    """run --json prints only JSON lines: submitted first, the succeeded result last."""
     sim.script_next(DONE_AT_ONCE)
     assert await cli("--json", "run", WAN25, *INPUT_ARGS) == 0
     lines = json_lines(capsys.readouterr().out)
     assert lines[0]["event"] == "submitted"
-    assert lines[-1]["event"] == "completed"
+    assert lines[-1]["event"] == "succeeded"
     result = lines[-1]["result"]
     assert isinstance(result, dict) and result["status"] == "succeeded"
     assert result["cost"] == pytest.approx(0.25) and result["urls"]
@@ -252,10 +252,10 @@ async def test_submit_status_result_cancel_json(
     request_id = str(submitted["request_id"])
     assert await cli("status", request_id, "--json") == 0
     (status,) = json_lines(capsys.readouterr().out)
-    assert status["state"] == "in_queue" and status["queue_position"] == 5
+    assert status["status"] == "queued" and status["queue_position"] == 5
     assert await cli("result", request_id, "--json") == 0
     (result,) = json_lines(capsys.readouterr().out)
-    assert result["status"] == "in_queue" and result["urls"] == []
+    assert result["status"] == "queued" and result["urls"] == []
     assert await cli("cancel", request_id, "--json") == 0
     (answer,) = json_lines(capsys.readouterr().out)
     assert answer["cancelled"] is True
@@ -345,6 +345,7 @@ async def test_batch_writes_results_and_resumes_from_the_journal(
     lines = {line["key"]: line for line in json_lines(out.read_text())}
     assert set(lines) == {"line-1", "fails", "fox/2"}
     assert lines["fails"]["ok"] is False and lines["fails"]["error_type"] == "JobFailedError"
+    assert lines["fails"]["status"] == "failed" and lines["line-1"]["status"] == "succeeded"
     assert lines["line-1"]["ok"] is True and lines["line-1"]["cost"] == pytest.approx(0.25)
     assert lines["fox/2"]["files"] == [str(files / "fox_2-3" / "output.mp4")]
     assert sim.count("submit") == 3
@@ -507,3 +508,64 @@ async def test_simulator_command_serves_until_ctrl_c() -> None:
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(30):
             assert await process.wait() == 0
+
+
+# --- bad inputs a new user tried: exit 2, nothing sent ---------------------------------------
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize(
+    "bad", [["-i", "resolution=4K"], ["-i", "prompt=" + "x" * 900]], ids=["4K", "900-chars"]
+)
+@pytest.mark.parametrize("command", ["run", "submit"])
+async def test_bad_seed_inputs_exit_2_with_nothing_sent(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], command: str, bad: list[str]
+) -> None:
+    """resolution=4K or a 900-character prompt: exit 2, zero requests in the log."""
+    assert await cli(command, WAN25, *INPUT_ARGS, *bad) == ExitCode.USAGE
+    one_error_line(capsys.readouterr().err)
+    assert sim.log == []
+
+
+@pytest.mark.usefixtures("env")
+async def test_tiny_png_exits_2_with_nothing_sent(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A 32-px PNG is refused locally (Wan needs 360 px): exit 2, zero requests."""
+    image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "tiny.png"
+    image.new("RGB", (32, 32)).save(path)
+    code = await cli("run", WAN25, "-i", "prompt=a fox", "-i", f"img_url=@{path}")
+    assert code == ExitCode.USAGE
+    assert "360" in one_error_line(capsys.readouterr().err)
+    assert sim.log == []
+
+
+@pytest.mark.usefixtures("env")
+async def test_malformed_batch_line_exits_2_with_nothing_sent(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A batch with one malformed line sends nothing, not even the good lines."""
+    lines = tmp_path / "in.jsonl"
+    lines.write_text(json.dumps(GOOD_INPUTS) + "\n{not json\n")
+    assert await cli("batch", WAN25, str(lines)) == ExitCode.USAGE
+    assert "line 2" in one_error_line(capsys.readouterr().err)
+    assert sim.log == []
+
+
+@pytest.mark.usefixtures("env")
+async def test_unknown_model_exits_2_with_no_job(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo'd model id exits 2 (the catalog refuses it, 400001) and creates no job."""
+    assert await cli("run", "wan-ai/wan-2-6/image-to-vidoe", "-i", "prompt=p") == ExitCode.USAGE
+    one_error_line(capsys.readouterr().err)
+    assert sim.count("submit") == 0 and sim.stats.jobs_created == 0
+
+
+@pytest.mark.usefixtures("env")
+async def test_no_check_sends_unchecked(sim: Simulator) -> None:
+    """--no-check sends the dict; the server's 422 is then an API error (exit 3)."""
+    code = await cli("submit", WAN25, *INPUT_ARGS, "-i", "resolution=4K", "--no-check")
+    assert code == ExitCode.API_ERROR
+    assert sim.count("submit") == 1 and sim.stats.jobs_created == 0

@@ -112,8 +112,9 @@ async def test_someone_elses_request_is_permission_denied(sim: Simulator) -> Non
 async def test_invalid_inputs_are_invalid_input_error(client: Client, sim: Simulator) -> None:
     """A schema violation the server catches maps to InvalidInputError (422), no job."""
     with pytest.raises(rc.InvalidInputError) as info:
-        await client.submit(WAN25, {"prompt": "p", "img_url": "https://x/y.png", "duration": 7})
-    assert info.value.status == 422 and "duration" in str(info.value)
+        # A catalog model without built-in rules: only the server checks it here.
+        await client.submit("acme/flux-lite/text-to-image", {"prompt": "p", "num_images": 9})
+    assert info.value.status == 422 and "num_images" in str(info.value)
     assert sim.stats.jobs_created == 0
 
 
@@ -406,7 +407,7 @@ async def test_model_info_and_opt_in_schema_check(client: Client, sim: Simulator
     assert bad.value.field == "resolution"
     with pytest.raises(rc.InputValidationError):
         await client.check_inputs(WAN25, {"img_url": "https://x/y.png"})
-    assert sim.count("model") == 2  # model_info, then one cached fetch for check_inputs
+    assert sim.count("model") == 1  # one fetch per model per session, shared by both
     assert sim.count("submit") == 0
 
 

@@ -1,8 +1,10 @@
 """README.md stays true: every Python block runs against the simulator, commands match CI.
 
-The snippets are written for real use (``Client()`` with the token from the environment
-and the default base URL). Here the token variable is set to the simulator's and the
-default ``base_url`` of ``Client`` is pointed at the simulator, so the same text runs.
+The snippets are written for real use (``Client()`` with the token and base URL from the
+environment). Here only the two variables a user would export after ``runcomfy
+simulator`` are set, ``RUNCOMFY_API_TOKEN`` and ``RUNCOMFY_BASE_URL``, and the text runs
+unchanged. A model a snippet names that the simulator does not seed (a real RunComfy id)
+is registered in the simulator's catalog, with a schema and an output of its own shape.
 Plain scripts run as ``__main__`` in a worker thread (they call ``asyncio.run``); the
 web-server block is imported and its app driven over HTTP; the pytest block runs under
 pytest in a subprocess, through the installed ``runcomfy_sim`` fixture.
@@ -20,9 +22,10 @@ import anyio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from runcomfy_async import TOKEN_ENV, Client
+from runcomfy_async import TOKEN_ENV
+from runcomfy_async._config import BASE_URL_ENV, TOKEN_FILE_ENV
 from runcomfy_async.cli import ExitCode
-from runcomfy_async.testing import Simulator
+from runcomfy_async.testing import ModelSpec, Simulator
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 README: Final = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -33,6 +36,31 @@ DEMO_COMMAND: Final = (
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[cli]' && runcomfy demo"
 )
 TEST_COMMAND: Final = "pip install -e '.[dev]' && pytest"
+
+#: Real RunComfy models the README uses beyond the simulator's seeds, as the catalog lists
+#: them (``runcomfy-api.md``; the schema written by hand), answering ``output.images``.
+README_MODELS: Final = (
+    ModelSpec(
+        model_id="blackforestlabs/flux-1-kontext/pro/edit",
+        display_name="FLUX.1 Kontext Pro Edit",
+        input_schema={
+            "type": "object",
+            "required": ["prompt", "image_url"],
+            "properties": {
+                "prompt": {"type": "string", "minLength": 1},
+                "image_url": {"type": "string", "format": "image_uri"},
+                "seed": {"type": "integer"},
+                "aspect_ratio": {"type": "string", "enum": ["1:1", "16:9", "9:16", "4:3", "3:4"]},
+            },
+        },
+        output={"images": ["{urls}"]},
+        output_files=("edit.png",),
+        duration_input=None,
+        base_price_usd=0.04,
+        price_unit="output",
+        categories=("image", "image-to-image"),
+    ),
+)
 
 
 def _kind(block: str) -> str:
@@ -49,11 +77,12 @@ def _name(index: int, block: str) -> str:
 
 @pytest.fixture
 def readme_env(sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Simulator:
-    """Make ``Client()`` reach the simulator, and run in a scratch directory."""
+    """Export what ``runcomfy simulator`` prints, nothing else, and run in a scratch folder."""
+    monkeypatch.delenv(TOKEN_FILE_ENV, raising=False)
     monkeypatch.setenv(TOKEN_ENV, sim.token)
-    defaults = Client.__init__.__kwdefaults__
-    assert defaults is not None
-    monkeypatch.setitem(defaults, "base_url", sim.url)
+    monkeypatch.setenv(BASE_URL_ENV, sim.url)
+    for spec in README_MODELS:
+        sim.register_model(spec)
     monkeypatch.chdir(tmp_path)
     return sim
 
@@ -95,9 +124,18 @@ async def test_script_block_runs(
     readme_env: Simulator, block: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A script block runs to the end; a journaled one submits nothing when rerun."""
+    for optional in ("opentelemetry.sdk", "fastapi"):  # dev extras: skip when absent
+        if f"from {optional}" in block:
+            pytest.importorskip(optional)
     sim = readme_env
     await anyio.to_thread.run_sync(_exec, block, "script", "__main__")
-    assert "Traceback" not in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if "list_models" in block:  # the any-model block: found by search, checked, downloaded
+        assert "blackforestlabs/flux-1-kontext/pro/edit 0.04 output" in captured.out
+        assert f"{sim.storage_url}/" in captured.out and "'images'" in captured.out
+        assert [p.name async for p in anyio.Path("edits").iterdir()] == ["edit.png"]
+        assert sim.count("model") == 1 and sim.count("submit") == 1
     if "journal=" in block:
         submits = sim.count("submit")
         assert submits > 0

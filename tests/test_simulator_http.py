@@ -637,8 +637,7 @@ async def test_aclose_is_quick_while_a_request_hangs(http: aiohttp.ClientSession
     sim = Simulator(faults=[Fault(FaultKind.HANG, "models")])
     await sim.start()
     pending = asyncio.ensure_future(call(http, "GET", f"{sim.url}/v1/models"))
-    while sim.count("models") == 0:  # noqa: ASYNC110 - the sim offers no event to wait on
-        await asyncio.sleep(0.005)  # until the request has reached the handler
+    await sim.wait_for(route="models")  # until the request has reached the handler
     started = time.monotonic()
     await sim.aclose()
     assert time.monotonic() - started < 1.0

@@ -67,7 +67,7 @@ def test_status_queue_position_and_unknown_fields() -> None:
 
 
 def test_result_object_output() -> None:
-    """The Wan output object fills image, video, images, videos and urls in order."""
+    """The Wan output object fills image, video, images, videos and urls in order; raw is kept."""
     body = b"""{"request_id": "r1", "status": "succeeded",
       "output": {"image": "https://s/a.png", "videos": ["https://s/a.mp4", "https://s/b.mp4"]},
       "created_at": "2026-01-02T03:04:05+00:00", "finished_at": "2026-01-02T03:05:05Z",
@@ -75,7 +75,11 @@ def test_result_object_output() -> None:
     result = decode_result(body)
     assert result.status is JobState.SUCCEEDED
     assert result.output == Output(
-        image="https://s/a.png", videos=("https://s/a.mp4", "https://s/b.mp4")
+        raw={"image": "https://s/a.png", "videos": ["https://s/a.mp4", "https://s/b.mp4"]},
+        image="https://s/a.png",
+        images=("https://s/a.png",),
+        video="https://s/a.mp4",
+        videos=("https://s/a.mp4", "https://s/b.mp4"),
     )
     assert result.output.urls == ("https://s/a.png", "https://s/a.mp4", "https://s/b.mp4")
     assert result.created_at is not None and result.finished_at is not None
@@ -84,7 +88,7 @@ def test_result_object_output() -> None:
 
 
 def test_result_bare_url_and_list_outputs() -> None:
-    """A bare URL string and a list of URLs are accepted and sorted by extension."""
+    """A bare URL string and a list of URLs are accepted; shortcuts go by extension."""
     bare = decode_result(b'{"request_id": "r", "status": "succeeded", "output": "https://s/v.mp4"}')
     assert bare.output is not None and bare.output.video == "https://s/v.mp4"
     listed = decode_result(
@@ -131,11 +135,14 @@ def test_result_odd_dates_and_cost_do_not_crash() -> None:
     "outcome", ["cancelled", "not_cancellable", "cancellation_requested", "weird"]
 )
 def test_cancel_outcomes_kept_verbatim(outcome: str) -> None:
-    """Any cancel outcome string is kept as is."""
+    """Any cancel outcome string is kept as is; a ``cancelled`` status confirms the cancel."""
     body = b'{"request_id": "r", "status": "cancelled", "outcome": "%s"}' % outcome.encode()
     answer = decode_cancel(body, "r")
     assert answer.outcome == outcome
-    assert answer.cancelled is (outcome == "cancelled")
+    assert answer.cancelled
+    alone = decode_cancel(b'{"request_id": "r", "outcome": "%s"}' % outcome.encode(), "r")
+    assert alone.outcome == outcome
+    assert alone.cancelled is (outcome == "cancelled")
 
 
 def test_cancel_documented_invalid_json_is_read() -> None:

@@ -5,6 +5,9 @@ every outcome into a documented exit code (see ``runcomfy --help``). A
 :class:`~runcomfy_async.RunComfyError` is printed as one ``error: ...`` line on stderr,
 never a traceback.
 
+An error line says what happened, then what to do, then the route (see ``_explain``);
+no line ever shows the API token, even when a server's error text echoes it.
+
 Ctrl-C cancels the command's anyio cancel scope rather than the asyncio task (what
 ``asyncio.run`` would do by default): anyio's shields only hold against their own
 scopes, and ``run`` relies on one to finish a submit already on the wire and cancel
@@ -26,6 +29,8 @@ import anyio
 from .._errors import RunComfyError
 from ._args import UsageError, build_parser
 from ._exit import ExitCode, exit_code_for
+from ._explain import explain
+from ._render import redact
 
 if TYPE_CHECKING:
     import argparse
@@ -37,7 +42,7 @@ __all__ = ["ExitCode", "main"]
 
 def _error(text: str) -> None:
     # One line, whatever the message holds: a traceback-free answer a script can log.
-    print(f"error: {' '.join(text.split())}", file=sys.stderr, flush=True)
+    print(f"error: {' '.join(redact(text).split())}", file=sys.stderr, flush=True)
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
@@ -77,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits itself: 0 for --help, 2 for mistakes
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for "rerun this" hints
     try:
         code = asyncio.run(_main(args))
     except BaseException as exc:  # noqa: BLE001 -- classified below; the rest re-raised
@@ -134,14 +140,19 @@ def _report_failure(exc: BaseException) -> int:
         print("interrupted", file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED
     if isinstance(leaf, UsageError):
+        for line in leaf.details:
+            print(redact(line), file=sys.stderr, flush=True)
         _error(str(leaf))
         return ExitCode.USAGE
     if isinstance(leaf, RunComfyError):
-        _error(str(leaf))
+        _error(explain(leaf))
         return exit_code_for(leaf)
     if isinstance(leaf, OSError):
         # The disk, not the API: an output file exists, a folder is not writable.
         where = f": {leaf.filename}" if leaf.filename else ""
-        _error(f"{leaf.strerror or leaf}{where}")
+        hint = ""
+        if isinstance(leaf, FileExistsError):
+            hint = ". Pass --overwrite to replace it, or choose another folder with -o"
+        _error(f"{leaf.strerror or leaf}{where}{hint}")
         return ExitCode.API_ERROR
     raise exc

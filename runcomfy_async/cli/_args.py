@@ -51,7 +51,15 @@ environment:
 
 
 class UsageError(Exception):
-    """A mistake on the command line that argparse cannot see (bad input pair, bad file)."""
+    """A mistake on the command line that argparse cannot see (bad input pair, bad file).
+
+    Attributes:
+        details: Lines printed before the one ``error:`` line (e.g. every bad batch line).
+    """
+
+    def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
 
 
 def _positive_float(text: str) -> float:
@@ -125,6 +133,17 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         "--inputs-json",
         metavar="FILE",
         help="a JSON object of inputs; '-' reads stdin",
+    )
+    _add_no_check(parser)
+
+
+def _add_no_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="send inputs unchecked (default: check them locally first; nothing is sent "
+        "when they are refused)",
     )
 
 
@@ -217,6 +236,7 @@ def _add_batch(sub: _Sub) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="model id for every line")
     p.add_argument("input_file", metavar="INPUTS.jsonl", help="one job per line; '-' reads stdin")
+    _add_no_check(p)
     p.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="results JSONL (default: stdout)"
     )
@@ -227,11 +247,38 @@ def _add_batch(sub: _Sub) -> None:
     p.add_argument(
         "--download", metavar="DIR", type=Path, help="download outputs, one folder per key"
     )
+    p.add_argument(
+        "--max-spend",
+        metavar="USD",
+        type=_non_negative_float,
+        help="stop submitting before the batch's estimated spend passes USD (prints the total)",
+    )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of USD >= 0, got {text!r}")
+    return value
 
 
 def _add_catalog_and_simulator(sub: _Sub) -> None:
-    p = sub("models", "show catalog entries (default: the models this package knows)")
+    p = sub(
+        "models",
+        "show or search catalog entries (default: the models this package knows)",
+        "Show catalog entries: price, categories and inputs (* required). Give model ids, "
+        "or search the whole catalog with --search and/or --category.",
+    )
     p.add_argument("model_ids", metavar="MODEL", nargs="*")
+    p.add_argument(
+        "--search", metavar="TEXT", help="list every entry whose id or name contains TEXT"
+    )
+    p.add_argument(
+        "--category", metavar="NAME", help="list every entry in this category, e.g. video"
+    )
     p.add_argument("--schema", action="store_true", help="also print each input schema")
 
     p = sub(

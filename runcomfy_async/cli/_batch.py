@@ -9,11 +9,9 @@ written in completion order as soon as each item (and its download) is done.
 
 from __future__ import annotations
 
-import json
-import re
+import shlex
 import sys
 from contextlib import aclosing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -27,6 +25,7 @@ from .._errors import (
     WaitTimeoutError,
 )
 from ._args import UsageError
+from ._batch_lines import BatchItem, check_items, parse_lines, read_items, refusal
 from ._exit import ExitCode
 from ._render import emit_json, json_line, open_progress, result_json, warn
 
@@ -42,65 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchItem", "cmd_batch", "read_items"]
 
-_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _DOWNLOADS_AT_ONCE: Final = 4
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    """One input line: its 1-based line number, its key and its inputs."""
-
-    line: int
-    key: str
-    inputs: dict[str, object]
-
-    def folder(self) -> str:
-        """A safe folder name for the item's downloads, distinct per item."""
-        safe = _UNSAFE.sub("_", self.key).strip("._") or "item"
-        return safe if safe == self.key else f"{safe}-{self.line}"
-
-
-def read_items(text: str, source: str) -> list[BatchItem]:
-    """Parse and check every line before any money is spent.
-
-    A line is either the inputs object itself (its key is ``line-N``) or
-    ``{"key": "...", "inputs": {...}}``. Blank lines are skipped.
-
-    Raises:
-        UsageError: A line is not a JSON object, an envelope is malformed, or two
-            lines share a key.
-    """
-    items: list[BatchItem] = []
-    seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        where = f"{source} line {number}"
-        try:
-            obj = json.loads(raw)
-        except ValueError as exc:
-            raise UsageError(f"{where}: not valid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise UsageError(f"{where}: expected a JSON object of inputs")
-        if isinstance(obj.get("inputs"), dict):
-            extra = set(obj) - {"key", "inputs"}
-            if extra:
-                raise UsageError(f"{where}: unexpected fields {sorted(extra)} beside 'inputs'")
-            key = obj.get("key", f"line-{number}")
-            if not isinstance(key, str | int) or isinstance(key, bool) or key == "":
-                raise UsageError(f"{where}: 'key' must be a non-empty string")
-            key, inputs = str(key), obj["inputs"]
-        else:
-            key, inputs = f"line-{number}", obj
-        if not inputs:
-            raise UsageError(f"{where}: no inputs")
-        if key in seen:
-            raise UsageError(f"{where}: key {key!r} was already used on line {seen[key]}")
-        seen[key] = number
-        items.append(BatchItem(number, key, inputs))
-    if not items:
-        raise UsageError(f"{source} holds no input lines")
-    return items
 
 
 def _severity(error: RunComfyError) -> ExitCode:
@@ -130,6 +71,8 @@ def _error_line(item: BatchItem, error: BaseException) -> dict[str, object]:
         "error": " ".join(str(error).split()),
         "error_type": type(error).__name__,
     }
+    if isinstance(error, JobFailedError | JobCancelledError):
+        line["status"] = "failed" if isinstance(error, JobFailedError) else "cancelled"
     request_id = getattr(error, "request_id", None)
     if request_id:
         line["request_id"] = request_id
@@ -189,37 +132,100 @@ async def _settle(
     return line
 
 
+async def _checked_items(ctx: Context, client: Client) -> list[BatchItem]:
+    """Every line parsed and (unless ``--no-check``) its inputs checked; else refuse all."""
+    args = ctx.args
+    items, problems = parse_lines(await _read_source(args.input_file))
+    if not items and not problems:
+        raise UsageError(f"{args.input_file} holds no input lines")
+    if args.check:
+        problems.extend(await check_items(client, args.model, items))
+    if problems:
+        problems.sort(key=lambda p: p.line)
+        if ctx.json:
+            for problem in problems:
+                emit_json(problem.as_json(args.input_file))
+        bad = {p.line for p in problems}
+        raise refusal(problems, args.input_file, lines=len(bad | {i.line for i in items}))
+    return items
+
+
+class _Tally:
+    """What the summary line says: how many succeeded, how many did not, what it cost."""
+
+    def __init__(self) -> None:
+        self.succeeded = 0
+        self.failed = 0
+        self.cost = 0.0
+        self.priced = False
+
+    def add(self, line: dict[str, object]) -> None:
+        self.succeeded += bool(line["ok"])
+        self.failed += not line["ok"]
+        cost = line.get("cost")
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            self.cost += float(cost)
+            self.priced = True
+
+    def summary(self, total: int) -> str:
+        cost = f"; total cost ${self.cost:.2f}" if self.priced else ""
+        return f"{total} items: {self.succeeded} succeeded, {self.failed} did not{cost}"
+
+
+def _rerun_hint(ctx: Context) -> str:
+    """How to pick up an interrupted batch: the exact command line to run again."""
+    command = shlex.join(["runcomfy", *getattr(ctx.args, "argv", ())])
+    if ctx.args.journal:
+        return (
+            f"to resume, run the same command again: {command} (the journal re-attaches to "
+            "jobs already submitted; nothing finished is paid for twice)"
+        )
+    return (
+        "without --journal a rerun submits every line again; to make reruns resume, add "
+        f"--journal PATH: {command} --journal runcomfy-batch.db"
+    )
+
+
 async def cmd_batch(ctx: Context) -> int:
     """Run every line of the input file; write one JSON result line per item."""
     args = ctx.args
-    items = read_items(await _read_source(args.input_file), args.input_file)
-    counts = {"succeeded": 0, "failed": 0}
-    journal = args.journal
-    async with (
-        ctx.client(include_cost=True, journal=journal) as client,
-        _Writer(args.output) as writer,
-    ):
-        send, receive = anyio.create_memory_object_stream[dict[str, object]](len(items))
-        with open_progress("jobs", len(items)) as progress:
+    tally = _Tally()
+    total = 0
+    try:
+        async with ctx.client(
+            include_cost=True, journal=args.journal, spend_limit_usd=args.max_spend
+        ) as client:
+            items = await _checked_items(ctx, client)
+            total = len(items)
+            async with _Writer(args.output) as writer:
+                send, receive = anyio.create_memory_object_stream[dict[str, object]](total)
+                with open_progress("jobs", total) as progress:
 
-            def record(line: dict[str, object]) -> None:
-                ok = bool(line["ok"])
-                counts["succeeded" if ok else "failed"] += 1
-                progress.advance(f"{line['key']} {'ok' if ok else line.get('error_type')}")
+                    def record(line: dict[str, object]) -> None:
+                        tally.add(line)
+                        word = line.get("status") or ("succeeded" if line["ok"] else "failed")
+                        progress.advance(f"{line['key']} {word}")
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_drain, receive, writer, record)
-                worst = await _feed(ctx, client, items, tg, send)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_drain, receive, writer, record)
+                        worst = await _feed(ctx, client, items, tg, send)
+    except anyio.get_cancelled_exc_class():
+        if total:
+            done = tally.succeeded + tally.failed
+            warn(f"interrupted after {done} of {total} items ({tally.summary(total)})")
+            warn(_rerun_hint(ctx))
+        raise
     where = "" if args.output == "-" else f"; results in {args.output}"
     resume = ""
-    if journal and counts["failed"]:
+    if args.journal and tally.failed:
         resume = (
-            f"; a rerun with --journal {journal} resumes unfinished items and keeps the"
+            f"; a rerun with --journal {args.journal} resumes unfinished items and keeps the"
             " outcome of finished and failed ones (give a failed item a new key to pay again)"
         )
-    ok, bad = counts["succeeded"], counts["failed"]
-    warn(f"{len(items)} items: {ok} succeeded, {bad} did not{where}{resume}")
-    if worst is ExitCode.OK and bad:
+    warn(f"{tally.summary(total)}{where}{resume}")
+    if args.max_spend is not None:
+        warn(f"spent ${client.spent_usd:.4f} of --max-spend ${args.max_spend:g}")
+    if worst is ExitCode.OK and tally.failed:
         worst = ExitCode.API_ERROR  # a download failed after the job succeeded
     return worst
 

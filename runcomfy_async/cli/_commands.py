@@ -8,15 +8,17 @@ code in :func:`runcomfy_async.cli.main`.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Final
 
 import anyio
 
 from .._errors import WaitTimeoutError
 from .._events import Cancelled, Completed, Failed, Queued
-from .._wire import JobState
+from .._wire import JobState, Status
 from ._args import UsageError, parse_inputs
+from ._dest import check_destination
 from ._download import download_result
 from ._exit import ExitCode
 from ._render import (
@@ -25,6 +27,7 @@ from ._render import (
     event_line,
     result_json,
     say,
+    state_word,
     to_json,
     warn,
 )
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
     from .._events import Event
     from .._handle import RequestHandle
     from .._run import ExitCancel
-    from .._wire import Result
+    from .._wire import ModelInfo, Result
     from ._context import Context
 
 __all__ = ["COMMANDS", "Command"]
@@ -101,7 +104,12 @@ async def _finish(ctx: Context, client: Client, result: Result, out: Path | None
                 say(url)
         return
     paths = await download_result(
-        client, result, out, show_progress=not ctx.json, overwrite=ctx.args.overwrite
+        client,
+        result,
+        out,
+        show_progress=not ctx.json,
+        overwrite=ctx.args.overwrite,
+        keep_both=ctx.args.command == "run",  # paid already: never fail on a taken name
     )
     if ctx.json:
         emit_json({"event": "downloaded", "request_id": result.request_id, "files": paths})
@@ -119,6 +127,8 @@ async def cmd_run(ctx: Context) -> int:
     """
     args = ctx.args
     inputs = parse_inputs(args.inputs, args.inputs_json)
+    if args.out is not None:
+        check_destination(args.out)  # before the job is paid for, not after
     async with ctx.client(include_cost=True) as client:
         # A Ctrl-C while the POST is on the wire must not lose the job it may create:
         # finish the submit (bounded by the client's timeouts), then cancel below.
@@ -166,14 +176,26 @@ async def cmd_submit(ctx: Context) -> int:
 
 
 async def cmd_status(ctx: Context) -> int:
-    """Print a job's status once."""
+    """Print a job's status once, in the CLI's words (a finished job's outcome included)."""
     async with ctx.client() as client:
-        status = await _handle(client, ctx.args.request_id).status()
+        handle = _handle(client, ctx.args.request_id)
+        status = await handle.status()
+        state = status.state
+        if state is JobState.COMPLETED:  # /status cannot tell success from failure
+            state = (await handle.result()).status
+    word = state_word(state)
     if ctx.json:
-        emit_json({**to_json(status), "state": status.state})
+        emit_json(
+            {
+                "request_id": status.request_id,
+                "status": word,
+                "queue_position": status.queue_position,
+                "server_status": status.status,
+            }
+        )
     else:
         where = f" (position {status.queue_position})" if status.queue_position else ""
-        say(f"{status.state}{where}")
+        say(f"{word}{where}")
     return ExitCode.OK
 
 
@@ -182,7 +204,7 @@ def _show_result(ctx: Context, result: Result) -> None:
         emit_json(result_json(result))
         return
     cost = f", ${result.cost:.2f}" if result.cost is not None else ""
-    warn(f"request {result.request_id}: {result.status}{cost}")
+    warn(f"request {result.request_id}: {state_word(result.status)}{cost}")
     if result.status is JobState.FAILED:
         warn(f"error: {result.error_text or 'no error given'}")
     for url in result.output.urls if result.output else ():
@@ -199,17 +221,46 @@ async def cmd_result(ctx: Context) -> int:
     return ExitCode.OK
 
 
+def _not_cancelled(request_id: str, outcome: str, state: JobState) -> str:
+    """Why a cancel did not cancel, and what to do about it, as one sentence."""
+    if state in (JobState.SUCCEEDED, JobState.COMPLETED, JobState.FAILED):
+        return (
+            f"request {request_id} was not cancelled: it has already finished "
+            f"({state_word(state)}); `runcomfy result {request_id}` shows it"
+        )
+    if outcome.lower() == "cancellation_requested":
+        return (
+            f"request {request_id}: the cancel was requested but not confirmed; "
+            f"`runcomfy status {request_id}` tells whether it took"
+        )
+    return (
+        f"request {request_id} was not cancelled ({outcome}): it is already running, and "
+        "only queued jobs can be cancelled; it will finish and be billed "
+        f"(`runcomfy watch {request_id}` follows it)"
+    )
+
+
 async def cmd_cancel(ctx: Context) -> int:
-    """Ask the server to cancel a job."""
+    """Ask the server to cancel a job; exit 1 when it was not cancelled."""
     async with ctx.client() as client:
         answer = await _handle(client, ctx.args.request_id).cancel()
+    state = Status(answer.request_id, answer.status or "").state
+    word = "cancelled" if answer.cancelled else state_word(state)
+    message = None if answer.cancelled else _not_cancelled(answer.request_id, answer.outcome, state)
     if ctx.json:
-        emit_json({**to_json(answer), "cancelled": answer.cancelled})
-    elif answer.cancelled:
-        say(f"cancelled {answer.request_id}")
+        line = {
+            "request_id": answer.request_id,
+            "cancelled": answer.cancelled,
+            "status": word,
+            "outcome": answer.outcome,
+            "server_status": answer.status,
+        }
+        emit_json({**line, "message": message} if message else line)
+    elif message is None:
+        say(f"cancelled {answer.request_id}; nothing is billed for it")
     else:
-        say(f"not cancelled {answer.request_id}: {answer.outcome} (only queued jobs can be)")
-    return ExitCode.OK
+        warn(f"error: {message}")
+    return ExitCode.OK if message is None else ExitCode.JOB_FAILED
 
 
 async def cmd_watch(ctx: Context) -> int:
@@ -237,31 +288,59 @@ def _known_models() -> list[str]:
     return [Wan25ImageToVideo.model_id, Wan22ImageToVideo.model_id]
 
 
+async def _entries(ctx: Context, client: Client) -> AsyncGenerator[ModelInfo, None]:
+    """The entries to show: a catalog search, the ids given, or the built-in models."""
+    args = ctx.args
+    if args.search is None and args.category is None:
+        for model_id in args.model_ids or _known_models():
+            yield await client.model_info(model_id)
+        return
+    async for info in client.list_models(search=args.search, category=args.category):
+        # A listing carries no schemas; --schema fetches each entry (cached per session).
+        yield await client.model_info(info.model_id) if args.schema else info
+
+
+def _show_model(ctx: Context, info: ModelInfo) -> None:
+    if ctx.json:
+        data = to_json(info)
+        if not ctx.args.schema:
+            data.pop("input_schema", None)
+        emit_json(data)
+        return
+    price = (
+        f"${info.base_price_usd:g} per {info.price_unit or 'run'}"
+        if info.base_price_usd is not None
+        else "price not listed"
+    )
+    where = f"  [{', '.join(info.categories)}]" if info.categories else ""
+    say(f"{info.model_id}  {info.display_name or ''}  ({price}){where}")
+    props = info.input_schema.get("properties", {})
+    required = set(info.input_schema.get("required", ()))
+    if isinstance(props, dict) and props:
+        names = [f"{name}{'*' if name in required else ''}" for name in props]
+        say(f"  inputs: {', '.join(names)}  (* required)")
+    if ctx.args.schema:
+        say(json.dumps(info.input_schema, indent=2))
+
+
 async def cmd_models(ctx: Context) -> int:
-    """Print catalog entries: display name, price, and optionally the input schema."""
-    ids = ctx.args.model_ids or _known_models()
-    async with ctx.client() as client:
-        infos = [await client.model_info(model_id) for model_id in ids]
-    for info in infos:
-        if ctx.json:
-            data = to_json(info)
-            if not ctx.args.schema:
-                data.pop("input_schema", None)
-            emit_json(data)
-            continue
-        price = (
-            f"${info.base_price_usd:g} per {info.price_unit or 'run'}"
-            if info.base_price_usd is not None
-            else "price not listed"
+    """Print catalog entries: display name, price, categories, optionally the input schema."""
+    args = ctx.args
+    searching = args.search is not None or args.category is not None
+    if searching and args.model_ids:
+        raise UsageError("give model ids or --search/--category, not both")
+    shown = 0
+    async with ctx.client() as client, aclosing(_entries(ctx, client)) as entries:
+        async for info in entries:
+            _show_model(ctx, info)
+            shown += 1
+    if searching and not shown:
+        asked = " and ".join(
+            f"--{name} {value!r}"
+            for name, value in (("search", args.search), ("category", args.category))
+            if value is not None
         )
-        say(f"{info.model_id}  {info.display_name or ''}  ({price})")
-        props = info.input_schema.get("properties", {})
-        required = set(info.input_schema.get("required", ()))
-        if isinstance(props, dict):
-            names = [f"{name}{'*' if name in required else ''}" for name in props]
-            say(f"  inputs: {', '.join(names)}  (* required)")
-        if ctx.args.schema:
-            say(json.dumps(info.input_schema, indent=2))
+        warn(f"no catalog entry matches {asked}")
     return ExitCode.OK
 
 

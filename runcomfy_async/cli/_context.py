@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._client import Client
-from .._config import DEFAULT_BASE_URL, TOKEN_ENV
+from .._config import DEFAULT_BASE_URL, TOKEN_ENV, TOKEN_FILE_ENV, TOKEN_HELP, resolve_token
 from ._args import BASE_URL_ENV, UsageError
+from ._render import keep_secret
 
 __all__ = ["Context"]
 
@@ -44,9 +45,16 @@ class Context:
     def token(self) -> str:
         """The API token from ``--token-file`` or the environment (never an argument).
 
+        From here on, no line the command prints can show it.
+
         Raises:
             UsageError: No token anywhere, or an unreadable token file.
         """
+        token = self._find_token()
+        keep_secret(token)
+        return token
+
+    def _find_token(self) -> str:
         path: Path | None = self.args.token_file
         if path is not None:
             try:
@@ -57,10 +65,15 @@ class Context:
                 raise UsageError(f"--token-file {path} is empty")
             return token
         token = os.environ.get(TOKEN_ENV, "").strip()
+        if not token and os.environ.get(TOKEN_FILE_ENV, "").strip():
+            try:
+                token = resolve_token(None)  # the library reads $RUNCOMFY_API_TOKEN_FILE
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         if not token:
             raise UsageError(
-                f"no API token: export {TOKEN_ENV}=... or pass --token-file PATH "
-                "(try `runcomfy demo` to play without one)"
+                f"no API token: export {TOKEN_ENV}=... or pass --token-file PATH; to get a "
+                f"token, {TOKEN_HELP} (or try `runcomfy demo`, which needs none)"
             )
         return token
 
@@ -69,6 +82,7 @@ class Context:
         *,
         include_cost: bool = False,
         journal: str | None = None,
+        spend_limit_usd: float | None = None,
     ) -> Client:
         """Build a client from the options.
 
@@ -81,6 +95,10 @@ class Context:
                 base_url=self.base_url(),
                 include_cost=include_cost,
                 journal=journal,
+                spend_limit_usd=spend_limit_usd,
+                # Commands that submit check inputs unless --no-check: any model, by its
+                # catalog schema, so a typo'd model id also fails before a job exists.
+                check_inputs=bool(getattr(self.args, "check", True)),
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None

@@ -10,6 +10,7 @@ import enum
 from typing import Final
 
 from .._errors import (
+    BadRequestError,
     InputValidationError,
     JobCancelledError,
     JobFailedError,
@@ -19,6 +20,8 @@ from .._errors import (
 )
 
 __all__ = ["EXIT_CODES_HELP", "ExitCode", "exit_code_for"]
+
+_UNKNOWN_MODEL: Final = 400001
 
 
 class ExitCode(enum.IntEnum):
@@ -36,8 +39,9 @@ class ExitCode(enum.IntEnum):
 EXIT_CODES_HELP: Final = """\
 exit codes:
   0    success
-  1    a job failed or was cancelled
-  2    usage error: bad arguments, no API token, or inputs refused locally (nothing sent)
+  1    a job failed or was cancelled, or a cancel did not cancel
+  2    usage error: bad arguments, no API token, an unknown model, or inputs refused
+       locally (nothing sent)
   3    the API, the network or the disk failed (a RunComfyError, or a file error)
   4    a submit may or may not have created a job; it was not retried (check first)
   124  the --timeout deadline passed while waiting (the job may still be running)
@@ -63,6 +67,8 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.SUBMIT_UNCERTAIN
     if isinstance(exc, InputValidationError):
         return ExitCode.USAGE
+    if isinstance(exc, BadRequestError) and exc.error_code == _UNKNOWN_MODEL:
+        return ExitCode.USAGE  # a typo'd model id: the caller's to fix, no job exists
     if isinstance(exc, RunComfyError):
         return ExitCode.API_ERROR
     if isinstance(exc, KeyboardInterrupt):

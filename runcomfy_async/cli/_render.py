@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import msgspec
 
 from .._events import Cancelled, Completed, Failed, InProgress, Queued, UnknownStatus
+from .._wire import JobState
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -32,10 +33,13 @@ __all__ = [
     "event_line",
     "has_rich",
     "json_line",
+    "keep_secret",
     "open_progress",
+    "redact",
     "result_json",
     "say",
     "short_id",
+    "state_word",
     "to_json",
     "warn",
 ]
@@ -43,6 +47,38 @@ __all__ = [
 RICH_HINT: Final = "(for progress bars and tables: pip install 'runcomfy-async[cli]')"
 
 _encoder: Final = msgspec.json.Encoder()
+# The tokens this process uses: never printed, even when a server's error text echoes one.
+_SECRETS: Final[list[str]] = []
+_REDACTED: Final = "[redacted]"
+
+#: The one status vocabulary of every command, in text and JSON.
+_WORDS: Final[dict[JobState, str]] = {
+    JobState.IN_QUEUE: "queued",
+    JobState.IN_PROGRESS: "running",
+    JobState.COMPLETED: "succeeded",  # callers that can tell first ask /result
+    JobState.SUCCEEDED: "succeeded",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+    JobState.UNKNOWN: "unknown",
+}
+
+
+def state_word(state: JobState) -> str:
+    """The CLI's word for a state: queued, running, succeeded, failed, cancelled (or unknown)."""
+    return _WORDS[state]
+
+
+def keep_secret(secret: str) -> None:
+    """Never print ``secret``: every line this module writes has it replaced."""
+    if secret and secret not in _SECRETS:
+        _SECRETS.append(secret)
+
+
+def redact(text: str) -> str:
+    """``text`` with every kept secret replaced by ``[redacted]``."""
+    for secret in _SECRETS:
+        text = text.replace(secret, _REDACTED)
+    return text
 
 
 def has_rich() -> bool:
@@ -52,12 +88,12 @@ def has_rich() -> bool:
 
 def say(text: str) -> None:
     """Print a result line on stdout."""
-    print(text, flush=True)
+    print(redact(text), flush=True)
 
 
 def warn(text: str) -> None:
     """Print a progress or diagnostic line on stderr."""
-    print(text, file=sys.stderr, flush=True)
+    print(redact(text), file=sys.stderr, flush=True)
 
 
 def to_json(value: object) -> Any:
@@ -67,7 +103,7 @@ def to_json(value: object) -> Any:
 
 def json_line(obj: Mapping[str, object]) -> str:
     """One JSON object as one compact line, newline included."""
-    return _encoder.encode(to_json(obj)).decode() + "\n"
+    return redact(_encoder.encode(to_json(obj)).decode()) + "\n"
 
 
 def emit_json(obj: Mapping[str, object]) -> None:
@@ -84,6 +120,7 @@ def short_id(request_id: str) -> str:
 def result_json(result: Result) -> dict[str, object]:
     """A result as a JSON object, with every output URL listed under ``urls``."""
     data: dict[str, object] = to_json(result)
+    data["status"] = state_word(result.status)
     data["urls"] = list(result.output.urls) if result.output else []
     data["error_text"] = result.error_text
     return data
@@ -91,18 +128,25 @@ def result_json(result: Result) -> dict[str, object]:
 
 _EVENT_NAMES: Final = {
     Queued: "queued",
-    InProgress: "in_progress",
-    Completed: "completed",
+    InProgress: "running",
+    Completed: "succeeded",
     Failed: "failed",
     Cancelled: "cancelled",
-    UnknownStatus: "unknown_status",
+    UnknownStatus: "unknown",
 }
 
 
 def event_json(event: Event) -> dict[str, object]:
-    """A transition event as a JSON object with an ``event`` field naming its kind."""
-    data: dict[str, object] = {"event": _EVENT_NAMES[type(event)]}
+    """A transition event as a JSON object; ``event`` and ``status`` name the new state.
+
+    An unknown word keeps the server's spelling under ``server_status``.
+    """
+    name = _EVENT_NAMES[type(event)]
+    data: dict[str, object] = {"event": name}
     data.update(to_json(event))
+    data["status"] = name
+    if isinstance(event, UnknownStatus):
+        data["server_status"] = event.status
     match event:
         case Completed(result=result) | Failed(result=result):
             data["result"] = result_json(result)

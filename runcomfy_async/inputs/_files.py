@@ -313,8 +313,11 @@ async def encode_media(value: MediaSource, rule: MediaRule | None, *, field: str
     return await anyio.to_thread.run_sync(partial(_encode_sync, value, rule, field))
 
 
-async def probe_media(value: object, *, field: str) -> MediaInfo | None:
+async def probe_media(value: object, *, field: str, details: bool = True) -> MediaInfo | None:
     """Read a local file value's facts (size, pixels, length) off the event loop.
+
+    With ``details=False`` only the content's kind, format and size are read, which needs
+    no optional library.
 
     Returns:
         The facts, or None when the value is not local (a URL, or not a file at all).
@@ -331,7 +334,8 @@ async def probe_media(value: object, *, field: str) -> MediaInfo | None:
         data, size = _read(source, field, REQUEST_CAP)
         if size > REQUEST_CAP:
             raise refuse(field, source, f"file is {_size_text(size)}, too large to send inline")
-        return detail(data, sniff(data, field, source), field, source)
+        info = sniff(data, field, source)
+        return detail(data, info, field, source) if details else info
 
     return await anyio.to_thread.run_sync(probe)
 

@@ -3,16 +3,21 @@
 Typed inputs (``runcomfy_async.models``) check themselves. For any other model, the JSON
 schema that ``GET /v1/models/{model_id}`` returns can be applied locally, so a mistake
 fails before a request is sent rather than as a 422 afterwards. Only a subset of JSON
-schema is applied: ``required``, ``type``, ``enum``, ``minLength`` / ``maxLength``,
-``minimum`` / ``maximum`` (and their exclusive forms), ``minItems`` / ``maxItems``,
-``items`` and ``additionalProperties: false``; file fields (``format`` ending in ``uri``)
-must be a URL, a ``data:`` URI, a path or bytes. Anything else is left to the server.
+schema is applied: ``required``, ``type`` (with RunComfy's ``float``), ``enum``,
+``minLength`` / ``maxLength``, ``minimum`` / ``maximum`` (and their exclusive forms),
+``minItems`` / ``maxItems``, ``items`` and ``additionalProperties: false``; file fields
+(``format`` ending in ``uri``) must be a URL, a ``data:`` URI, a path or bytes, and the
+``*_uris`` formats (RunComfy's arrays of URLs, often without ``items``) a list of those.
+Anything else is left to the server.
 
 RunComfy extends the schema with ``validations`` entries such as
 ``{"validation_rule": "width_pixels>", "validation_value": 360, "validation_error": "…"}``
-(``runcomfy-api.md``, "Catalog" [seen]). The pixel rules are applied to files we can read
-here (paths, bytes, ``data:`` URIs); a remote URL's pixels are not fetched, and rules on
-other measures are skipped. The bounds are read as inclusive: the same models document
+(``runcomfy-api.md``, "Catalog" [seen]). The rules on pixels (``width_pixels``,
+``height_pixels``), size (``file_size_mb``, also spelled ``size_mb``: the decoded bytes,
+1 MB = 10^6 bytes) and length (``duration_seconds``, for the audio files whose length we
+can read) are applied to files we can read here (paths, bytes, ``data:`` URIs); a remote
+URL is not fetched, and rules on other measures are skipped. The bounds are read as
+inclusive: the same models document
 "360–2000 px" next to ``width_pixels>`` 360, and a strict reading would refuse images
 the docs allow. When in doubt the server decides, so we never refuse a valid input.
 """
@@ -33,10 +38,21 @@ __all__ = ["check_inputs"]
 
 _RULE: Final = re.compile(r"\s*([A-Za-z_]+)\s*(>=|<=|==|=|>|<)\s*")
 _PIXEL_METRICS: Final = frozenset({"width_pixels", "height_pixels"})
+_SIZE_METRICS: Final = frozenset({"file_size_mb", "size_mb"})
+_METRICS: Final = _PIXEL_METRICS | _SIZE_METRICS | {"duration_seconds"}
+_MB: Final = 1_000_000  # RunComfy's MB is decimal
 _FILE_KINDS: Final[Mapping[str, MediaKind]] = {
     "image_uri": "image",
     "audio_uri": "audio",
     "video_uri": "video",
+    # An image whose mask travels with it (Ideogram v3 edits); the value is a URL.
+    "image_uri_with_mask_image_ideogramv3": "image",
+}
+# RunComfy's list formats: arrays of URLs, often listed without ``items``.
+_LIST_KINDS: Final[Mapping[str, MediaKind]] = {
+    "image_uris": "image",
+    "audio_uris": "audio",
+    "video_uris": "video",
 }
 
 
@@ -86,6 +102,8 @@ def _is_local_file(value: object) -> bool:
 
 def _is_file_field(name: str, prop: Mapping[str, object]) -> bool:
     fmt = prop.get("format")
+    if isinstance(fmt, str) and fmt.lower() in _FILE_KINDS:
+        return True
     return (isinstance(fmt, str) and fmt.lower().endswith(("uri", "url"))) or name.lower().endswith(
         ("_url", "_uri")
     )
@@ -96,7 +114,7 @@ def _type_matches(value: object, word: object) -> bool:
         return isinstance(value, str)
     if word == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
-    if word == "number":
+    if word in ("number", "float"):  # "float" is RunComfy's word for a number
         return isinstance(value, int | float) and not isinstance(value, bool)
     if word == "boolean":
         return isinstance(value, bool)
@@ -181,7 +199,23 @@ def _check_exclusive(name: str, value: object, prop: Mapping[str, object]) -> No
     raise InputValidationError(field=name, value=value, rule=rule)
 
 
+def _check_url_list(name: str, value: object, prop: Mapping[str, object]) -> bool:
+    kind = _LIST_KINDS.get(str(prop.get("format", "")).lower())
+    if kind is None:
+        return False
+    if not isinstance(value, list | tuple):
+        raise InputValidationError(
+            field=name, value=describe(value), rule=f"must be a list of {kind} URLs"
+        )
+    _check_sizes(name, value, prop)
+    for index, item in enumerate(value):
+        check_media_value(f"{name}[{index}]", item, kind=kind)
+    return True
+
+
 def _check_value(name: str, value: object, prop: Mapping[str, object]) -> None:
+    if _check_url_list(name, value, prop):
+        return
     if _is_file_field(name, prop) and (_is_local_file(value) or isinstance(value, str)):
         # A path or bytes becomes a data: URI string when sent; a string must be a URL.
         fmt = prop.get("format")
@@ -228,33 +262,50 @@ def _holds(measure: float, op: str, bound: float) -> bool:
 async def _check_validations(name: str, value: object, prop: Mapping[str, object]) -> None:
     entries = prop.get("validations")
     rules = [r for r in map(_parse_rule, entries if isinstance(entries, list) else ()) if r]
-    rules = [r for r in rules if r[0] in _PIXEL_METRICS]
+    rules = [r for r in rules if r[0] in _METRICS]
     if not rules:
         return
     if isinstance(value, list | tuple):
         files: Sequence[tuple[str, object]] = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
     else:
         files = [(name, value)]
+    # Sizes need no Pillow or mutagen; pixels and lengths do.
+    details = any(rule[0] not in _SIZE_METRICS for rule in rules)
     for field, item in files:
-        info = await probe_media(item, field=field)
-        if info is None or info.width is None or info.height is None:
-            continue  # a remote URL, or not an image: nothing we can measure here
-        for metric, op, bound, message in rules:
-            _check_pixels(field, item, info, (metric, op, bound, message))
+        info = await probe_media(item, field=field, details=details)
+        if info is None:
+            continue  # a remote URL: nothing we can measure here
+        for rule in rules:
+            _check_measure(field, item, info, rule)
 
 
-def _check_pixels(
+def _measured(metric: str, info: MediaInfo) -> tuple[float, str, str] | None:
+    """The file's measure for ``metric``, its unit, and how to say what it is; None: unknown."""
+    if metric in _PIXEL_METRICS:
+        if info.width is None or info.height is None:
+            return None  # not an image
+        measure = info.width if metric == "width_pixels" else info.height
+        return measure, "px", f"image is {info.width}×{info.height} px"
+    if metric in _SIZE_METRICS:
+        return info.size / _MB, "MB", f"file is {info.size:,} bytes"
+    if info.seconds is None:
+        return None  # a video, or an audio format whose length we do not read
+    return info.seconds, "s", f"{info.kind} lasts {info.seconds:.3g} s"
+
+
+def _check_measure(
     field: str, value: object, info: MediaInfo, rule: tuple[str, str, float, str | None]
 ) -> None:
     metric, op, bound, message = rule
-    measure = info.width if metric == "width_pixels" else info.height
-    if measure is None or _holds(measure, op, bound):
+    found = _measured(metric, info)
+    if found is None or _holds(found[0], op, bound):
         return
+    _, unit, facts = found
     limit = {">": "at least", ">=": "at least", "<": "at most", "<=": "at most"}.get(op, "exactly")
-    default = f"{metric.split('_')[0]} must be {limit} {bound:g} px"
+    what = {"px": metric.split("_")[0], "MB": "file size", "s": "length"}[unit]
+    default = f"{what} must be {limit} {bound:g} {unit}"
     raise InputValidationError(
         field=field,
         value=describe(value),
-        rule=f"{message or default} (image is {info.width}×{info.height} px; "
-        f"schema rule {metric}{op} {bound:g})",
+        rule=f"{message or default} ({facts}; schema rule {metric}{op} {bound:g})",
     )

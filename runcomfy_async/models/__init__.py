@@ -17,14 +17,22 @@ local images and MP3s needs the ``media`` extra: ``pip install 'runcomfy-async[m
 from __future__ import annotations
 
 from ..inputs import MediaRule, MediaSource
-from ._base import ModelInput, prepare_inputs
+from ._base import ModelInput, from_mapping, prepare_inputs
 from .wan import Wan22ImageToVideo, Wan25ImageToVideo
+
+#: The typed class of each model id whose rules are built in: a plain dict for one of
+#: these gets exactly that class's checks.
+TYPED_MODELS: dict[str, type[ModelInput]] = {
+    cls.model_id: cls for cls in (Wan25ImageToVideo, Wan22ImageToVideo)
+}
 
 __all__ = [
     "MediaRule",
     "MediaSource",
+    "TYPED_MODELS",
     "ModelInput",
     "Wan22ImageToVideo",
     "Wan25ImageToVideo",
+    "from_mapping",
     "prepare_inputs",
 ]

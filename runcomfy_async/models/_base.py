@@ -21,6 +21,7 @@ from ..inputs import MediaRule, check_request_size, describe, encode_media
 
 __all__ = [
     "ModelInput",
+    "from_mapping",
     "check_bool",
     "check_choice",
     "check_int_range",
@@ -80,6 +81,32 @@ class ModelInput(msgspec.Struct, frozen=True):
             f"{name}={describe(getattr(self, name))!r}" for name in self.__struct_fields__
         )
         return f"{type(self).__name__}({shown})"
+
+
+def from_mapping(cls: type[ModelInput], inputs: Mapping[str, object]) -> ModelInput:
+    """Build ``cls`` from a plain dict, so the dict gets exactly the typed class's checks.
+
+    Keys left ``None`` are treated as unset, as the typed class does.
+
+    Raises:
+        InputValidationError: A required key is missing, a key is not an input of the
+            model, or a value breaks the model's rules.
+    """
+    fields = cls.__struct_fields__
+    given = {k: v for k, v in inputs.items() if v is not None}
+    for name in given:
+        if name not in fields:
+            raise InputValidationError(
+                field=name,
+                value=describe(given[name]),
+                rule=f"is not an input of {cls.display_name} (its inputs: {', '.join(fields)})",
+            )
+    for name in fields[: len(fields) - len(cls.__struct_defaults__)]:
+        if name not in given:
+            raise InputValidationError(
+                field=name, value=None, rule=f"is required by {cls.display_name}"
+            )
+    return cls(**given)
 
 
 async def prepare_inputs(model_input: ModelInput) -> dict[str, object]:

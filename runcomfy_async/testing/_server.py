@@ -59,7 +59,9 @@ async def _run(request: web.Request, handler: _Handler) -> web.StreamResponse:
         return error_response(500, 500001, "Internal server error.", type(exc).__name__)
 
 
-def _record(request: web.Request, route: str, body: bytes | None) -> RequestRecord:
+def _record(
+    request: web.Request, route: str, body: bytes | None, fault: str | None
+) -> RequestRecord:
     info = request.match_info
     return RequestRecord(
         method=request.method,
@@ -71,7 +73,7 @@ def _record(request: web.Request, route: str, body: bytes | None) -> RequestReco
         authorization=request.headers.get("Authorization"),
         headers=request.headers,
         status=None,
-        fault=None,
+        fault=fault,
         t=time.monotonic(),
         body=body,
     )
@@ -119,17 +121,18 @@ async def _middleware(request: web.Request, handler: _Handler) -> web.StreamResp
             body = await request.read()
         except web.HTTPException as exc:  # 413: larger than any RunComfy request
             early = error_response(exc.status, exc.status * 1000, exc.reason)
-    index = log.begin(_record(request, route, body), core.connections() if api else 0)
     # Decided before any await, so a request cancelled while hanging is still logged right.
-    # Not `early or ...`: a StreamResponse is a mapping, and an empty one is falsy.
     limited = _rate_limited(core, route) if api and early is None else None
     fault = None
     if early is None and limited is None:
         fault = core.plan.match(route, functools.partial(applies, core, request))
+    kind = None if fault is None else fault.kind.value
+    index = log.begin(_record(request, route, body, kind), core.connections() if api else 0)
     status: int | None = None
     ticket: list[str | None] = [None]
     reset = h.TICKET.set(ticket)
     try:
+        # Not `early or ...`: a StreamResponse is a mapping, and an empty one is falsy.
         if early is not None:
             response = early
         elif limited is not None:
@@ -145,7 +148,7 @@ async def _middleware(request: web.Request, handler: _Handler) -> web.StreamResp
         log.end(
             index,
             status=status,
-            fault=None if fault is None else fault.kind.value,
+            fault=kind,
             request_id=ticket[0],
             rate_limited=limited is not None,
         )

@@ -47,7 +47,8 @@ class Simulator:
         models: Extra catalog entries (:class:`ModelSpec`), besides the seed ones; see
             :meth:`register_model`.
         unknown_models: ``"reject"`` a model id the catalog does not know (400 / 400001 on
-            submit, as the real API does) or ``"accept"`` it (opaque inputs).
+            submit, as the real API does) or ``"accept"`` it (opaque inputs, Wan-shaped
+            output, cost 0.25). ``GET /v1/models/{id}`` of an unlisted id is 400001 either way.
         terminal_status: ``/status`` word for a finished job: ``"completed"`` (as documented:
             failures show completed too) or ``"outcome"`` (succeeded / failed / cancelled).
         cancel_running: The cancel ``outcome`` for a running job: ``"not_cancellable"`` or
