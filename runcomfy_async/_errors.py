@@ -24,7 +24,8 @@ The tree, by what the caller can do about it::
     │   ├── JobCancelledError
     │   └── WaitTimeoutError           the overall deadline passed (also TimeoutError)
     ├── SubmitUncertainError           a submit may or may not have created a billed job
-    │   └── UncertainKeyError          ... for a journaled key, which is not resubmitted
+    │   ├── UncertainKeyError          ... for a journaled key, which is not resubmitted
+    │   └── SubmitTimeoutError         ... the deadline passed mid-POST (also TimeoutError)
     ├── InputValidationError           inputs refused locally, before any request (also ValueError)
     ├── KeyConflictError               a journal key reused for other inputs (ValueError too)
     ├── JournalError                   the journal could not be read or written
@@ -68,6 +69,7 @@ __all__ = [
     "RequestTimeoutError",
     "RunComfyError",
     "ServerError",
+    "SubmitTimeoutError",
     "SubmitUncertainError",
     "TransportError",
     "UncertainKeyError",
@@ -444,3 +446,12 @@ class SpendLimitError(RunComfyError):
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
         self.estimate_usd = estimate_usd
+
+
+class SubmitTimeoutError(SubmitUncertainError, TimeoutError):
+    """A run's deadline passed while its submit POST was on the wire.
+
+    The caller got control back at the deadline; the POST was left to finish in the
+    session's cleanup (awaited by ``Client.aclose()``), which logs the id of any job it
+    created, records it in the journal for a keyed run, and cancels it remotely.
+    """

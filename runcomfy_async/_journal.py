@@ -39,11 +39,17 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from ._attempts import new_attempt
 from ._errors import JournalError
 from ._journal_writer import JournalWriter
 from ._wire import Result
 
-__all__ = ["EntryState", "Journal", "JournalEntry", "encode_inputs"]
+__all__ = [
+    "EntryState",
+    "Journal",
+    "JournalEntry",
+    "encode_inputs",
+]
 
 logger: Final = logging.getLogger("runcomfy_async")
 T = TypeVar("T")
@@ -82,6 +88,9 @@ class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
         created_at: When the intent was recorded (Unix time).
         submitted_at: When the request id was recorded.
         finished_at: When the outcome was recorded.
+        attempt: A token naming the submit attempt that wrote the row's intent; a
+            conditional update made on behalf of that attempt names it, so a row another
+            process has rewritten since is never touched.
     """
 
     key: str
@@ -94,6 +103,7 @@ class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     submitted_at: float | None = None
     finished_at: float | None = None
+    attempt: str | None = None
 
     @property
     def inputs(self) -> dict[str, object]:
@@ -142,8 +152,14 @@ class Journal:
         return [_row_to_entry(row) for row in rows]
 
     async def record_intent(
-        self, key: str, model_id: str, inputs_json: bytes, *, replace: bool = False
-    ) -> None:
+        self,
+        key: str,
+        model_id: str,
+        inputs_json: bytes,
+        *,
+        replace: bool | JournalEntry = False,
+        attempt: str | None = None,
+    ) -> str:
         """Record, durably, that ``key`` is about to be submitted. Call before the POST.
 
         Args:
@@ -151,23 +167,52 @@ class Journal:
             model_id: The model.
             inputs_json: The inputs from :func:`encode_inputs`.
             replace: Overwrite an ``intent``, ``uncertain`` or ``failed`` entry (a
-                deliberate resubmission). Without it the key must be new.
+                deliberate resubmission). Pass the entry that was looked up to overwrite
+                only that very row: if another process rewrote it since, nothing is
+                written and :class:`JournalError` is raised. Without it the key must be
+                new.
+            attempt: The attempt's token (see :func:`new_attempt`); a fresh one by
+                default.
+
+        Returns:
+            The attempt's token, for the conditional writes that follow.
 
         Raises:
             JournalError: The key is already recorded (in a state ``replace`` does not
-                cover), or the write failed.
+                cover, or rewritten since it was looked up), or the write failed.
         """
         inputs_text = inputs_json.decode()
+        attempt = attempt or new_attempt()
+        expect = replace if isinstance(replace, JournalEntry) else None
         await self._writer.call(
-            lambda conn: _insert_intent(conn, key, model_id, inputs_text, replace)
+            lambda conn: _insert_intent(
+                conn, key, model_id, inputs_text, bool(replace), attempt, expect
+            )
         )
+        return attempt
 
-    async def record_submitted(self, key: str, request_id: str) -> None:
-        """Record the job's ``request_id``, durably. Call right after the POST answers."""
+    async def record_submitted(
+        self, key: str, request_id: str, *, attempt: str | None = None
+    ) -> None:
+        """Record the job's ``request_id``, durably. Call right after the POST answers.
+
+        Args:
+            key: The key.
+            request_id: The job's id.
+            attempt: The token :meth:`record_intent` returned: the row is updated only
+                while it is still that attempt's intent.
+
+        Raises:
+            JournalError: The key has no such entry, or the write failed. The id is
+                logged and carried by the error, so that it is never lost.
+        """
+        where, args = _attempt_clause(attempt, "state IN ('intent', 'uncertain')")
         await self._update(
             key,
             "state = 'submitted', request_id = ?, reason = NULL, submitted_at = ?",
             (request_id, time.time()),
+            where,
+            args,
             request_id=request_id,
         )
 
@@ -178,6 +223,8 @@ class Journal:
         *,
         result: Result | None = None,
         reason: str | None = None,
+        request_id: str | None = None,
+        attempt: str | None = None,
     ) -> None:
         """Record how a key ended.
 
@@ -187,41 +234,88 @@ class Journal:
                 ``reason``).
             result: The job's result.
             reason: Why the submit was uncertain.
+            request_id: Update the row only while it holds this job.
+            attempt: Update the row only while it belongs to this attempt.
 
         Raises:
-            JournalError: The key has no entry, or the write failed.
+            JournalError: The key has no (such) entry, or the write failed.
         """
         if state not in (EntryState.FINISHED, EntryState.FAILED, EntryState.UNCERTAIN):
             raise ValueError(f"not an outcome state: {state!r}")
         if (result is None) == (state is not EntryState.UNCERTAIN):
             raise ValueError("finished and failed need a result; uncertain takes none")
         result_text = None if result is None else msgspec.json.encode(result).decode()
+        where, args = _attempt_clause(attempt, None)
+        if request_id is not None:
+            where += " AND request_id = ?"
+            args = (*args, request_id)
         await self._update(
             key,
             "state = ?, result = ?, reason = ?, finished_at = ?",
             (state.value, result_text, reason, time.time()),
+            where,
+            args,
         )
 
-    async def forget(self, key: str) -> None:
-        """Delete the key: no job exists for it (refused submit, cancelled job)."""
+    async def forget(
+        self, key: str, *, request_id: str | None = None, attempt: str | None = None
+    ) -> bool:
+        """Delete the key: no job exists for it (refused submit, cancelled job).
 
-        def delete(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
+        Args:
+            key: The key.
+            request_id: Delete only while the row holds this (cancelled) job.
+            attempt: Delete only while the row is still this attempt's, with no job id.
 
-        await self._writer.call(delete)
+        Returns:
+            Whether a row was deleted (False: another process rewrote it meanwhile).
+        """
+        where, args = _attempt_clause(attempt, None)
+        if attempt is not None:
+            where += " AND request_id IS NULL"
+        if request_id is not None:
+            where += " AND request_id = ?"
+            args = (*args, request_id)
+
+        def delete(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(f"DELETE FROM jobs WHERE key = ?{where}", (key, *args))
+            return cursor.rowcount == 1
+
+        return await self._writer.call(delete)
+
+    def forget_later(self, key: str, *, attempt: str) -> None:
+        """Queue :meth:`forget` for an attempt without waiting (from a cancelled caller)."""
+        self._writer.queue(
+            lambda conn: conn.execute(
+                "DELETE FROM jobs WHERE key = ? AND attempt = ? AND request_id IS NULL",
+                (key, attempt),
+            )
+        )
 
     async def aclose(self) -> None:
         """Close the connection after the writes already queued; idempotent."""
         await self._writer.aclose()
 
     async def _update(
-        self, key: str, assignments: str, params: tuple[object, ...], request_id: str | None = None
+        self,
+        key: str,
+        assignments: str,
+        params: tuple[object, ...],
+        where: str,
+        where_params: tuple[object, ...],
+        request_id: str | None = None,
     ) -> None:
+        sql = f"UPDATE jobs SET {assignments} WHERE key = ?{where}"
+
         def update(conn: sqlite3.Connection) -> None:
-            cursor = conn.execute(f"UPDATE jobs SET {assignments} WHERE key = ?", (*params, key))
+            cursor = conn.execute(sql, (*params, key, *where_params))
             if cursor.rowcount != 1:
+                what = "no entry" if _select(conn, key) is None else "no entry in that state"
                 raise JournalError(
-                    "the key has no entry to update", path=self.path, key=key, request_id=request_id
+                    f"the key has {what} to update (another process may have rewritten it)",
+                    path=self.path,
+                    key=key,
+                    request_id=request_id,
                 )
 
         try:
@@ -234,12 +328,24 @@ class Journal:
             raise
 
 
+def _attempt_clause(attempt: str | None, otherwise: str | None) -> tuple[str, tuple[object, ...]]:
+    """The extra WHERE terms of a write made for one attempt (or, without one, by state)."""
+    if attempt is not None:
+        return " AND attempt = ?", (attempt,)
+    if otherwise is not None:
+        return f" AND {otherwise}", ()
+    return "", ()
+
+
 def _entry(row: tuple[Any, ...] | None) -> JournalEntry | None:
     return None if row is None else _row_to_entry(row)
 
 
 def _row_to_entry(row: tuple[Any, ...]) -> JournalEntry:
-    key, model_id, inputs, state, request_id, result, reason, created, submitted, finished = row
+    key, model_id, inputs, state, request_id, result, reason, created, submitted, finished = row[
+        :10
+    ]
+    attempt = row[10]
     return JournalEntry(
         key=str(key),
         model_id=str(model_id),
@@ -251,12 +357,13 @@ def _row_to_entry(row: tuple[Any, ...]) -> JournalEntry:
         created_at=float(created),
         submitted_at=None if submitted is None else float(submitted),
         finished_at=None if finished is None else float(finished),
+        attempt=None if attempt is None else str(attempt),
     )
 
 
 # --- SQL ------------------------------------------------------------------------------
 
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
     key          TEXT PRIMARY KEY,
@@ -269,13 +376,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     reason       TEXT,
     created_at   REAL NOT NULL,
     submitted_at REAL,
-    finished_at  REAL
+    finished_at  REAL,
+    attempt      TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 """
 _COLUMNS: Final = (
     "key, model_id, inputs, state, request_id, result, reason, created_at, submitted_at, "
-    "finished_at"
+    "finished_at, attempt"
 )
 
 
@@ -296,7 +404,11 @@ def _connect(path: str) -> sqlite3.Connection:
             raise sqlite3.DatabaseError(
                 f"written by a newer runcomfy_async (schema {version} > {_SCHEMA_VERSION})"
             )
-        if version < _SCHEMA_VERSION:
+        if version == 1:
+            # Version 1 had no attempt tokens: its rows are updated by state alone.
+            conn.execute("ALTER TABLE jobs ADD COLUMN attempt TEXT")
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        elif version < _SCHEMA_VERSION:
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
     except sqlite3.Error:
@@ -324,27 +436,61 @@ def _select_all(conn: sqlite3.Connection, state: str | None) -> list[tuple[Any, 
 
 
 def _insert_intent(
-    conn: sqlite3.Connection, key: str, model_id: str, inputs: str, replace: bool
+    conn: sqlite3.Connection,
+    key: str,
+    model_id: str,
+    inputs: str,
+    replace: bool,
+    attempt: str,
+    expect: JournalEntry | None,
 ) -> None:
     """Insert the key as ``intent``; with ``replace``, also over a retryable row.
 
+    With ``expect``, only that very row is replaced (same state, attempt and id), so two
+    processes resubmitting one key cannot both claim it.
+
     Raises:
         sqlite3.IntegrityError: The key exists (and, with ``replace``, is not ``intent``,
-            ``uncertain`` or ``failed``).
+            ``uncertain`` or ``failed``, or is no longer the row expected).
     """
+    now = time.time()
+    taken = f"key {key!r} is journaled already" + (" and is not retryable" if replace else "")
+    if expect is not None:
+        cursor = conn.execute(
+            "UPDATE jobs SET model_id = ?, inputs = ?, state = 'intent', request_id = NULL,"
+            " result = NULL, reason = NULL, created_at = ?, submitted_at = NULL,"
+            " finished_at = NULL, attempt = ? WHERE key = ? AND state = ?"
+            " AND state IN ('intent', 'uncertain', 'failed') AND created_at = ?"
+            " AND attempt IS ? AND request_id IS ?",
+            (
+                model_id,
+                inputs,
+                now,
+                attempt,
+                key,
+                expect.state.value,
+                expect.created_at,
+                expect.attempt,
+                expect.request_id,
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise sqlite3.IntegrityError(taken + " (rewritten since it was looked up)")
+        return
     sql = (
-        "INSERT INTO jobs (key, model_id, inputs, state, created_at) VALUES (?, ?, ?, 'intent', ?)"
+        "INSERT INTO jobs (key, model_id, inputs, state, created_at, attempt)"
+        " VALUES (?, ?, ?, 'intent', ?, ?)"
     )
     if replace:
         sql += (
             " ON CONFLICT (key) DO UPDATE SET model_id = excluded.model_id,"
             " inputs = excluded.inputs, state = 'intent', request_id = NULL, result = NULL,"
             " reason = NULL, created_at = excluded.created_at, submitted_at = NULL,"
-            " finished_at = NULL WHERE state IN ('intent', 'uncertain', 'failed')"
+            " finished_at = NULL, attempt = excluded.attempt"
+            " WHERE state IN ('intent', 'uncertain', 'failed')"
         )
-    taken = f"key {key!r} is journaled already" + (" and is not retryable" if replace else "")
     try:
-        cursor = conn.execute(sql, (key, model_id, inputs, time.time()))
+        cursor = conn.execute(sql, (key, model_id, inputs, now, attempt))
     except sqlite3.IntegrityError as exc:
         raise sqlite3.IntegrityError(taken) from exc
     if cursor.rowcount != 1:

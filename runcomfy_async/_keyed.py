@@ -15,17 +15,26 @@ A job that ends *cancelled* produced nothing and cost nothing, so its key is fre
 rerun that re-attaches to a job cancelled by an earlier, abandoned run submits it afresh.
 So a batch is rerun until every key is finished; only uncertain keys need a decision.
 
-The intent write, the POST and the request-id write run in one shielded block, so that
-cancelling a run never leaves a key looking uncertain when it had only waited for its
-turn: runs queue for a slot (``max_submits_in_flight`` of them) *before* the intent,
-where cancelling is harmless, and a run cancelled inside the block finishes its POST,
-records the id, and then cancels the job remotely if it is still queued (the watcher's
-``cancel_on_exit``). Only a native ``Task.cancel()`` (``asyncio.wait_for``) can cut the
-POST short; the key then stays ``intent``, which is the truth: a job may exist.
+Another process may resume the same journal at the same time (two runs of one batch
+script). Every write made for a key is therefore conditional on the row still being the
+one this run saw — the attempt token its intent wrote, or the job id it re-attached to
+(``... WHERE key = ? AND attempt = ?``) — and after any write that finds the row changed,
+the run looks the key up again and follows what the other process recorded: it
+re-attaches to the other's job, or waits (bounded) for the other's submit to record its
+id. A key is submitted by at most one process.
+
+Cancellation of any kind (an anyio scope, ``Task.cancel()``, ``asyncio.timeout``, a
+``TaskGroup``) is prompt and leaves the journal true: runs queue for a slot
+(``max_submits_in_flight`` of them) *before* the intent, where cancelling is harmless; a
+run cancelled while its intent is being written queues a conditional delete behind it;
+a run cancelled with its POST on the wire hands the POST to the session's cleanup, which
+records the job's id (``submitted``) and cancels it remotely, so a rerun re-attaches,
+sees it cancelled and submits afresh — never a false "uncertain".
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -34,14 +43,17 @@ from typing import Final, Literal, TypeAlias
 import anyio
 import msgspec
 
+from ._attempts import LIVE_ATTEMPTS, attempt_in_progress, new_attempt
 from ._errors import (
     JobCancelledError,
     JobFailedError,
     JournalError,
     KeyConflictError,
     RunComfyError,
+    SubmitTimeoutError,
     SubmitUncertainError,
     UncertainKeyError,
+    WaitTimeoutError,
 )
 from ._journal import EntryState, Journal, JournalEntry, encode_inputs
 from ._run import Runner
@@ -50,6 +62,11 @@ from ._wire import Result, SubmitResponse
 __all__ = ["KeyedRuns", "OnUncertain", "check_key", "check_on_uncertain"]
 
 logger: Final = logging.getLogger("runcomfy_async")
+
+#: Lookups of one key before a run gives up on a key other processes keep rewriting.
+_MAX_ROUNDS: Final = 8
+#: Seconds to wait for another process's submit of the same key to record its id.
+_OTHER_SUBMIT_WAIT: Final = 90.0
 
 OnUncertain: TypeAlias = Literal["raise", "resubmit"]
 """What a keyed run does with a key whose earlier submit may have created a job."""
@@ -137,49 +154,134 @@ class KeyedRuns:
         inputs_json = encode_inputs(body)
         job = _Job(key, model_id, timeout=timeout, cancel_on_exit=cancel_on_exit)
         async with self._holding(key):
-            entry = await self.journal.lookup(key)
-            replace = False
-            if entry is not None:
-                _check_same(entry, model_id, inputs_json)
-                if entry.state is EntryState.SUBMITTED:
-                    assert entry.request_id is not None
-                    try:
-                        return await self._wait(job, entry.request_id, fresh=False)
-                    except JobCancelledError:
-                        pass  # abandoned and cancelled by an earlier run: submit afresh
-                elif entry.state is EntryState.FINISHED:
-                    return _stored(entry)
-                elif entry.state is EntryState.FAILED:
-                    raise JobFailedError(_stored(entry))
-                elif on_uncertain == "resubmit":
-                    replace = True
-                else:
-                    raise _uncertain(entry, body)
-            request_id = await self._submit(job, body, inputs_json, replace=replace)
-            return await self._wait(job, request_id)
+            raced = False
+            for _ in range(_MAX_ROUNDS):
+                entry = await self.journal.lookup(key)
+                if entry is not None:
+                    _check_same(entry, model_id, inputs_json)
+                    if entry.state is EntryState.SUBMITTED:
+                        assert entry.request_id is not None
+                        try:
+                            return await self._wait(job, entry.request_id, fresh=False)
+                        except JobCancelledError:
+                            continue  # abandoned and cancelled by an earlier run: look again
+                    if entry.state is EntryState.FINISHED:
+                        return _stored(entry)
+                    if entry.state is EntryState.FAILED:
+                        raise JobFailedError(_stored(entry))
+                    if entry.state is EntryState.INTENT and (
+                        raced or attempt_in_progress(entry.attempt)
+                    ):
+                        # Another process is submitting this key right now.
+                        await self._await_other(entry)
+                        continue
+                    if on_uncertain != "resubmit":
+                        raise _uncertain(entry, body)
+                try:
+                    request_id = await self._submit(job, body, inputs_json, replace=entry)
+                except _LostRace:
+                    raced = True
+                    continue
+                return await self._wait(job, request_id)
+        raise JournalError(
+            "the key kept changing under this run (another process writing it?)",
+            path=self.journal.path,
+            key=key,
+        )
+
+    async def _await_other(self, entry: JournalEntry) -> None:
+        """Wait (bounded) until another process's intent for the key has moved on."""
+        delay = 0.01
+        with anyio.move_on_after(_OTHER_SUBMIT_WAIT):
+            while True:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                now = await self.journal.lookup(entry.key)
+                if now is None or now.state is not EntryState.INTENT or now != entry:
+                    return
+        raise _uncertain(entry, entry.inputs)
 
     async def _submit(
-        self, job: _Job, body: dict[str, object], inputs_json: bytes, *, replace: bool
+        self,
+        job: _Job,
+        body: dict[str, object],
+        inputs_json: bytes,
+        *,
+        replace: JournalEntry | None,
     ) -> str:
         key, model_id = job.key, job.model_id
         await self._slots.acquire()  # waiting here is safe to cancel: nothing recorded or sent
-        with anyio.CancelScope(shield=True):
+        try:
+            attempt = await self._intent(key, model_id, inputs_json, replace)
             try:
-                await self.journal.record_intent(key, model_id, inputs_json, replace=replace)
-                response = await self._post(key, model_id, body)
-            finally:
-                # The slot bounds POSTs under way; the id's write below needs none.
-                self._slots.release()
-            await self.journal.record_submitted(key, response.request_id)
+                response = await self._post(job, body, attempt)
+            except asyncio.CancelledError:
+                raise  # the submitter calls on_orphan, which records the outcome
+            except BaseException:
+                LIVE_ATTEMPTS.discard(attempt)
+                raise
+        finally:
+            # The slot bounds POSTs under way; the id's write below needs none.
+            self._slots.release()
+        try:
+            await self.journal.record_submitted(key, response.request_id, attempt=attempt)
+        except asyncio.CancelledError:
+            # The write is queued and lands; the job is abandoned before its wait began.
+            if job.cancel_on_exit:
+                exc = anyio.get_cancelled_exc_class()()
+                await self._runner.cancel_on_exit(response.request_id, queued=True, exc=exc)
+            raise
+        finally:
+            LIVE_ATTEMPTS.discard(attempt)
         return response.request_id
 
-    async def _post(self, key: str, model_id: str, body: dict[str, object]) -> SubmitResponse:
-        """POST once; journal an ambiguous failure as uncertain, free a refused key."""
+    async def _intent(
+        self, key: str, model_id: str, inputs_json: bytes, replace: JournalEntry | None
+    ) -> str:
+        """Record the intent; raise _LostRace if another process wrote the key meanwhile."""
+        attempt = new_attempt()
+        LIVE_ATTEMPTS.add(attempt)
         try:
-            return await self._runner.submitter.submit(model_id, body)
+            await self.journal.record_intent(
+                key, model_id, inputs_json, replace=replace or False, attempt=attempt
+            )
+        except asyncio.CancelledError:
+            # Queued, so it will land: undo it behind it (nothing was sent).
+            self.journal.forget_later(key, attempt=attempt)
+            LIVE_ATTEMPTS.discard(attempt)
+            raise
+        except JournalError:
+            LIVE_ATTEMPTS.discard(attempt)
+            if await self.journal.lookup(key) != replace:
+                raise _LostRace from None
+            raise
+        return attempt
+
+    async def _post(self, job: _Job, body: dict[str, object], attempt: str) -> SubmitResponse:
+        """POST once; journal an ambiguous failure as uncertain, free a refused key."""
+        key, model_id = job.key, job.model_id
+
+        async def on_orphan(request_id: str | None, reason: str | None) -> None:
+            # The caller was cancelled mid-submit; this runs in the session's cleanup.
+            try:
+                if request_id is not None:
+                    await self.journal.record_submitted(key, request_id, attempt=attempt)
+                elif reason is not None:
+                    await self._note(key, EntryState.UNCERTAIN, reason=reason, attempt=attempt)
+                else:
+                    await self._note(key, None, attempt=attempt)
+            finally:
+                LIVE_ATTEMPTS.discard(attempt)
+
+        try:
+            return await self._runner.submit(
+                model_id, body, timeout=job.timeout, on_orphan=on_orphan
+            )
+        except (SubmitTimeoutError, WaitTimeoutError):
+            raise  # the deadline passed mid-POST: the cleanup records the outcome (on_orphan)
         except SubmitUncertainError as exc:
             # If this write fails the key stays "intent": uncertain all the same.
-            await self._note(key, EntryState.UNCERTAIN, reason=exc.reason)
+            await self._note(key, EntryState.UNCERTAIN, reason=exc.reason, attempt=attempt)
             raise UncertainKeyError(
                 key=key,
                 state=EntryState.UNCERTAIN,
@@ -188,7 +290,7 @@ class KeyedRuns:
                 reason=exc.reason,
             ) from exc
         except RunComfyError:
-            await self._note(key, None)  # refused, or never sent: no job exists
+            await self._note(key, None, attempt=attempt)  # refused, or never sent: no job
             raise
 
     async def _wait(self, job: _Job, request_id: str, *, fresh: bool = True) -> Result:
@@ -203,14 +305,14 @@ class KeyedRuns:
                 fresh=fresh,
             )
         except JobFailedError as exc:
-            await self._note(job.key, EntryState.FAILED, result=exc.result)
+            await self._note(job.key, EntryState.FAILED, result=exc.result, request_id=request_id)
             raise
         except JobCancelledError:
-            await self._note(job.key, None)
+            await self._note(job.key, None, request_id=request_id)
             raise
         # Anything else (deadline, polling failures, cancellation) keeps the key
         # "submitted": the job may still finish, and a rerun re-attaches to it.
-        await self._note(job.key, EntryState.FINISHED, result=result)
+        await self._note(job.key, EntryState.FINISHED, result=result, request_id=request_id)
         return result
 
     async def _note(
@@ -220,20 +322,29 @@ class KeyedRuns:
         *,
         result: Result | None = None,
         reason: str | None = None,
+        request_id: str | None = None,
+        attempt: str | None = None,
     ) -> None:
         """Record an outcome (``None``: forget the key); a failed write is only logged.
 
-        The caller has the result or error in hand and returns it either way; the key
-        then keeps its previous state, which a rerun resolves safely (re-attaching, or
-        reporting it uncertain).
+        Conditional on the row still holding ``request_id`` / ``attempt``: a row another
+        process rewrote is left alone. The caller has the result or error in hand and
+        returns it either way; the key then keeps its previous state, which a rerun
+        resolves safely (re-attaching, or reporting it uncertain).
         """
         try:
             if state is None:
-                await self.journal.forget(key)
+                await self.journal.forget(key, request_id=request_id, attempt=attempt)
             else:
-                await self.journal.record_outcome(key, state, result=result, reason=reason)
+                await self.journal.record_outcome(
+                    key, state, result=result, reason=reason, request_id=request_id, attempt=attempt
+                )
         except JournalError as exc:
             logger.warning("journal: could not record the outcome of key %r: %s", key, exc)
+
+
+class _LostRace(Exception):
+    """Another process wrote the key between this run's lookup and its intent."""
 
 
 class _Job(msgspec.Struct, frozen=True):

@@ -6,6 +6,11 @@ cancel scope or task group (anyio's rule for async generators), and leaving the 
 early — ``break``, an exception, ``aclose()`` — is one cancellation of that task: no
 further item starts, and running items are cancelled, which for ``run`` sends the
 watcher's shielded remote cancel to jobs still queued (``cancel_on_exit``).
+
+It is *pull*, not push: ``concurrency`` items start at once, and each later item only
+once the consumer has taken an outcome and asked for the next. So a consumer that
+breaks out of the loop but still holds the generator starts nothing more. Used as
+``async with client.map(...) as outcomes:``, leaving the block closes it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import anyio
 import msgspec
@@ -36,7 +41,7 @@ from ._wire import Result, check_model_id
 if TYPE_CHECKING:
     from .models import ModelInput
 
-__all__ = ["DEFAULT_MAP_CONCURRENCY", "MapItem", "MapOutcome", "map_runs"]
+__all__ = ["DEFAULT_MAP_CONCURRENCY", "MapItem", "MapOutcome", "MapOutcomes", "map_runs"]
 
 T = TypeVar("T")
 
@@ -98,7 +103,7 @@ def map_runs(
     cancel_on_exit: bool,
     on_uncertain: OnUncertain,
     journaled: bool,
-) -> AsyncGenerator[MapOutcome, None]:
+) -> MapOutcomes:
     """Check ``Client.map``'s arguments at once, then run each item with ``run``.
 
     Args:
@@ -137,13 +142,48 @@ def map_runs(
             return await run(model_id, item, key=key, **options)
         return await run(item, key=key, **options)
 
-    return map_outcomes(
-        run_one,
-        items,
-        keys=keys,
-        concurrency=concurrency,
-        check=lambda item: _check_item(model_id, item),
+    return MapOutcomes(
+        map_outcomes(
+            run_one,
+            items,
+            keys=keys,
+            concurrency=concurrency,
+            check=lambda item: _check_item(model_id, item),
+        )
     )
+
+
+class MapOutcomes(AsyncGenerator[MapOutcome, None]):
+    """``Client.map``'s outcomes: an async generator that is also an async context manager.
+
+    ``async with client.map(...) as outcomes: async for o in outcomes: ...`` closes the
+    batch on leaving the block — items still running are cancelled (queued jobs remotely),
+    however the block is left.
+    """
+
+    def __init__(self, gen: AsyncGenerator[MapOutcome, None]) -> None:
+        self._gen = gen
+
+    def __aiter__(self) -> MapOutcomes:
+        return self
+
+    async def __anext__(self) -> MapOutcome:
+        return await self._gen.__anext__()
+
+    async def asend(self, value: None) -> MapOutcome:
+        return await self._gen.asend(value)
+
+    async def athrow(self, *args: Any) -> MapOutcome:
+        return await self._gen.athrow(*args)
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    async def __aenter__(self) -> MapOutcomes:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._gen.aclose()
 
 
 async def map_outcomes(
@@ -170,10 +210,14 @@ async def map_outcomes(
             stops the batch, once, before any later item starts.
     """
     send, receive = anyio.create_memory_object_stream[MapOutcome](concurrency)
-    pump = asyncio.create_task(_feed(run_one, items, keys, concurrency, check, send))
+    # A slot is taken by each item started and given back when the consumer asks for
+    # the outcome after the one it took: pull, not push.
+    slots = anyio.Semaphore(concurrency)
+    pump = asyncio.create_task(_feed(run_one, items, keys, slots, check, send))
     try:
         async for outcome in receive:
             yield outcome
+            slots.release()
         try:
             await pump
         except BaseExceptionGroup as group:
@@ -201,11 +245,10 @@ async def _feed(
     run_one: Callable[[T, str | None], Awaitable[Result]],
     items: Iterable[T] | AsyncIterable[T],
     keys: Iterable[str] | None,
-    concurrency: int,
+    slots: anyio.Semaphore,
     check: Callable[[T], object] | None,
     send: ObjectSendStream[MapOutcome],
 ) -> None:
-    slots = anyio.Semaphore(concurrency)
     iterator = aiter(items) if isinstance(items, AsyncIterable) else iter(items)
     key_iter = None if keys is None else iter(keys)
     async with send, anyio.create_task_group() as tg:
@@ -220,7 +263,7 @@ async def _feed(
             key = None if key_iter is None else _next_key(key_iter, index)
             if check is not None:
                 check(item)
-            tg.start_soon(_work, run_one, index, item, key, send, slots)
+            tg.start_soon(_work, run_one, index, item, key, send)
             index += 1
 
 
@@ -246,17 +289,13 @@ async def _work(
     item: T,
     key: str | None,
     send: ObjectSendStream[MapOutcome],
-    slots: anyio.Semaphore,
 ) -> None:
     try:
-        try:
-            result = await run_one(item, key)
-        except RunComfyError as exc:
-            outcome = MapOutcome(index=index, key=key, error=exc)
-        else:
-            outcome = MapOutcome(index=index, key=key, result=result)
-        # The consumer may have left already; the batch is then being torn down.
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await send.send(outcome)
-    finally:
-        slots.release()
+        result = await run_one(item, key)
+    except RunComfyError as exc:
+        outcome = MapOutcome(index=index, key=key, error=exc)
+    else:
+        outcome = MapOutcome(index=index, key=key, result=result)
+    # The consumer may have left already; the batch is then being torn down.
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        await send.send(outcome)

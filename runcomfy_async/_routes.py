@@ -145,9 +145,12 @@ class Routes:
         return answer
 
     async def submit_once(self, model_id: str, body: bytes) -> Response:
-        """POST a submit once: no retry, no shield (see :mod:`._submit` for both)."""
+        """POST a submit once: no retry, no shield (see :mod:`._submit` for both).
+
+        Every 2xx is returned, even with an ``error_code``: the submitter decides.
+        """
         return await self.transport.request(
-            "POST", f"/v1/models/{model_id}", route=ROUTES["submit"], body=body
+            "POST", f"/v1/models/{model_id}", route=ROUTES["submit"], body=body, accept_2xx=True
         )
 
     async def status(self, request_id: str) -> Status:

@@ -12,13 +12,15 @@ caller that abandons a job — :meth:`Runner.wait`, keyed runs, the CLI — goes
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Final
 
 import anyio
 import msgspec
 
-from ._errors import RunComfyError, WaitTimeoutError
+from ._cleanup import await_briefly
+from ._errors import RunComfyError, SubmitTimeoutError, WaitTimeoutError
 from ._watch import Watcher, drive, is_transient
 from ._wire import CancelResult, JobState
 
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
 
     from ._poll_budget import PollScheduler
     from ._routes import Routes
-    from ._submit import Submitter
-    from ._wire import Result
+    from ._submit import OrphanHook, Submitter
+    from ._wire import Result, SubmitResponse
 
 __all__ = ["ExitCancel", "Runner", "check_timeout"]
 
@@ -98,12 +100,52 @@ class Runner:
         left of the deadline, and at least one poll.
         """
         started = time.monotonic()
-        response = await self.submitter.submit(model_id, body)
+        response = await self.submit(model_id, body, timeout=timeout)
         if timeout is not None:
             timeout = max(timeout - (time.monotonic() - started), _MIN_WAIT)
         return await self.wait(
             response.request_id, model_id, timeout=timeout, cancel_on_exit=cancel_on_exit
         )
+
+    async def submit(
+        self,
+        model_id: str,
+        body: Mapping[str, object],
+        *,
+        timeout: float | None,
+        on_orphan: OrphanHook | None = None,
+    ) -> SubmitResponse:
+        """Submit, giving up at the deadline (the POST then finishes as cleanup).
+
+        Raises:
+            SubmitTimeoutError: The deadline passed with the POST on the wire.
+            RunComfyError: As :meth:`Submitter.submit`.
+        """
+        if timeout is None:
+            return await self.submitter.submit(model_id, body, on_orphan=on_orphan)
+        created: list[str] = []
+
+        async def orphaned(request_id: str | None, reason: str | None) -> None:
+            if request_id is not None:
+                created.append(request_id)
+            if on_orphan is not None:
+                await on_orphan(request_id, reason)
+
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.submitter.submit(model_id, body, on_orphan=orphaned)
+        except TimeoutError as exc:
+            if isinstance(exc, RunComfyError):
+                raise  # a connect or read timeout of the POST itself
+            if created:
+                # The answer came within the grace: the job is known (and was cancelled).
+                raise WaitTimeoutError(created[0], timeout=timeout, last_status=None) from exc
+            raise SubmitTimeoutError(
+                model_id=model_id,
+                inputs=body,
+                reason=f"the {timeout:g} s deadline passed with the POST on the wire;"
+                " it was left to finish, and a job it created is cancelled",
+            ) from exc
 
     async def wait(
         self,
@@ -166,4 +208,14 @@ class Runner:
         """
         if not abandons_queued(queued, exc):
             return ExitCancel(sent=False)
-        return ExitCancel(sent=True, answer=await self.routes.cancel_abandoned(request_id))
+        if not isinstance(exc, asyncio.CancelledError):
+            return ExitCancel(sent=True, answer=await self.routes.cancel_abandoned(request_id))
+        # A cancelled caller gets control back promptly: the cancel goes on as cleanup.
+        answers: list[CancelResult | None] = []
+
+        async def cancel() -> None:
+            answers.append(await self.routes.cancel_abandoned(request_id))
+
+        task = self.submitter.cleanups.spawn(cancel(), f"cancel of request {request_id}")
+        await await_briefly(task)
+        return ExitCancel(sent=True, answer=answers[0] if answers else None)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._catalog import Catalog
+from ._cleanup import CleanupTasks
 from ._config import resolve_base_url, resolve_token
 from ._journal import Journal
 from ._keyed import KeyedRuns, OnUncertain, check_key
@@ -71,6 +72,8 @@ class Session:
         self._per_token: dict[str, tuple[Backpressure, PollScheduler]] = {}
         self.root: Session | None = None
         self.closed = False
+        # Submits abandoned mid-POST finish here; aclose() waits for them.
+        self.cleanups = CleanupTasks()
         token = resolve_token(token)
         self._assemble(
             token,
@@ -125,6 +128,7 @@ class Session:
             ledger=root.ledger,
             catalog=self.catalog,
         )
+        self.submitter.cleanups = root.cleanups
         self.runner = Runner(self.submitter, self.routes, self.scheduler)
 
     def view(
@@ -139,6 +143,7 @@ class Session:
         root = self.root or self
         view = object.__new__(Session)
         view.root, view.ledger, view.keyed, view.closed = root, root.ledger, None, False
+        view.cleanups = root.cleanups
         view.telemetry, view.check_inputs = root.telemetry, root.check_inputs
         view._assemble(
             self.token if token is None else token,
@@ -236,9 +241,15 @@ class Session:
             PRICE_USD.reset(reset)
 
     async def aclose(self) -> None:
-        """Close the connection pool, then the journal (a view's: nothing shared)."""
+        """Wait for the cleanup tasks (each bounded), close the pool, then the journal.
+
+        A view's pool is its own; the cleanup tasks are the session's (a view waits too).
+        """
         self.closed = True
-        await self.transport.aclose()
+        try:
+            await self.cleanups.aclose()
+        finally:
+            await self.transport.aclose()
         if self.keyed is not None:
             await self.keyed.journal.aclose()
 

@@ -30,7 +30,7 @@ import anyio
 from ._errors import RunComfyError, SpendLimitError, SubmitUncertainError
 from ._otel import FACTS
 from ._routes import Routes
-from ._submit import Submitter
+from ._submit import OrphanHook, Submitter
 from ._wire import JobState, Status
 
 if TYPE_CHECKING:
@@ -296,7 +296,13 @@ class SpendingSubmitter(Submitter):
         async with lock:  # thousands of first submits wait for one fetch, then hit the cache
             return await self._catalog.info(model_id)
 
-    async def submit(self, model_id: str, inputs: Mapping[str, object]) -> SubmitResponse:
+    async def submit(
+        self,
+        model_id: str,
+        inputs: Mapping[str, object],
+        *,
+        on_orphan: OrphanHook | None = None,
+    ) -> SubmitResponse:
         """Reserve the job's price, then submit (see :meth:`Submitter.submit`).
 
         Raises:
@@ -305,7 +311,7 @@ class SpendingSubmitter(Submitter):
         """
         ledger = self._ledger
         if not ledger.limited:
-            response = await super().submit(model_id, inputs)
+            response = await super().submit(model_id, inputs, on_orphan=on_orphan)
             ledger.track(response.request_id)
             return _told(response)
         estimate: float | str | None = PRICE_USD.get()
@@ -315,7 +321,7 @@ class SpendingSubmitter(Submitter):
             estimate = estimate_usd(await self._info(model_id), inputs)
         ticket = ledger.reserve(model_id, estimate)  # no await between check and booking
         try:
-            response = await super().submit(model_id, inputs)
+            response = await super().submit(model_id, inputs, on_orphan=on_orphan)
         except SubmitUncertainError:
             ledger.keep(ticket)
             raise

@@ -335,8 +335,12 @@ class Transport:
         request_id: str | None = None,
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
+        accept_2xx: bool = False,
     ) -> Response:
         """Send one attempt to ``base_url + path``; return the 2xx answer.
+
+        With ``accept_2xx``, every 2xx answer is returned as is, even one carrying an
+        ``error_code``: the caller decides (a submit's 2xx with a usable id is a job).
 
         Raises:
             TransportError: No answer (see the subclasses for whether it was sent).
@@ -371,6 +375,8 @@ class Transport:
         if self.on_response is not None:
             self.on_response(route, status)
         if 200 <= status < 300:
+            if accept_2xx:
+                return Response(status=status, body=payload)
             # The substring test keeps the common success path free of a second decode.
             if _ERROR_CODE_MARK not in payload:
                 return Response(status=status, body=payload)

@@ -49,8 +49,8 @@ __all__ = ["DEFAULT_LAST_POLL_GRACE", "Watcher", "drive", "is_transient", "wait"
 
 logger: Final = logging.getLogger("runcomfy_async")
 
-DEFAULT_LAST_POLL_GRACE: Final = 2.0
-"""Seconds a poll or result fetch started by the deadline may run past it to answer."""
+DEFAULT_LAST_POLL_GRACE: Final = 0.2
+"""Seconds a poll begun by the deadline may run past it (``timeout=T`` ends by T + 0.25 s)."""
 
 _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
 _REFUSALS: Final = (AuthenticationError, NotFoundError, PermissionDeniedError)

@@ -8,6 +8,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from runcomfy_async import (
@@ -269,6 +270,7 @@ async def test_cancelled_run_records_its_request_id_then_cancels_the_job(
             await eventually(lambda: sim.count("submit") > 0)  # the POST reached the server
             tg.cancel_scope.cancel()
     assert not scope.cancelled_caught
+    await jclient.aclose()  # the POST's cleanup may outlive the (prompt) cancellation
     state = await entry_of(db, "a")
     assert state is not None and state[0] is EntryState.SUBMITTED
     assert state[1] is not None
@@ -469,3 +471,43 @@ async def test_gather_1000_runs_within_connection_limits(sim: Simulator) -> None
     assert len({r.request_id for r in results}) == 1000
     assert sim.stats.jobs_created == 1000
     assert sim.stats.max_concurrent_connections <= 8
+
+
+async def test_map_is_pull_holding_the_generator_after_break_starts_nothing(
+    fclient: Client, sim: Simulator
+) -> None:
+    """After break (generator still held), no item starts: only the first `concurrency` ran."""
+    outcomes = fclient.map(WAN25, [item(i) for i in range(20)], concurrency=4)
+    async for outcome in outcomes:
+        assert outcome.ok
+        break
+    # The three other running items finish; their outcomes wait in the buffer.
+    await eventually(
+        lambda: (
+            sum(
+                sim.job(r.request_id).state == "succeeded"
+                for r in sim.log
+                if r.route == "submit" and r.request_id
+            )
+            == 4
+        )
+    )
+    for _ in range(50):
+        await anyio.lowlevel.checkpoint()
+    assert sim.count("submit") == 4
+    await outcomes.aclose()
+    assert sim.count("submit") == 4
+
+
+async def test_map_as_context_manager_cancels_queued_jobs_at_exit(
+    fclient: Client, sim: Simulator
+) -> None:
+    """`async with client.map(...) as outcomes:` — leaving the block cancels queued jobs."""
+    sim.script_next(JobScript())
+    sim.script_next(STUCK, count=3)
+    async with fclient.map(WAN25, [item(i) for i in range(4)], concurrency=4) as outcomes:
+        async for outcome in outcomes:
+            assert outcome.ok
+            break
+    assert sim.count("submit") == 4
+    assert sim.count("cancel") == 3

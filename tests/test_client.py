@@ -374,6 +374,7 @@ async def test_submit_cancelled_on_the_wire_is_not_orphaned(client: Client, sim:
     sim.add_fault(Fault("slow", "submit", delay=0.6))
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(client.run(WAN25, GOOD_INPUTS), timeout=0.1)
+    await client.aclose()  # the POST finishes as cleanup, which aclose() waits for
     assert sim.count("submit") == 1 and sim.stats.jobs_created == 1
     assert sim.count("cancel") == 1
     (rid,) = {r.request_id for r in sim.log if r.route == "cancel"}
@@ -389,6 +390,7 @@ async def test_submit_cancelled_by_anyio_scope_is_not_orphaned(
     sim.add_fault(Fault("slow", "submit", delay=0.6))
     with anyio.move_on_after(0.1):
         await client.submit(WAN25, GOOD_INPUTS)
+    await client.aclose()  # the POST finishes as cleanup, which aclose() waits for
     assert sim.stats.jobs_created == 1 and sim.count("cancel") == 1
 
 
