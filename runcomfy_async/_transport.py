@@ -48,6 +48,7 @@ from ._version import __version__
 from ._wire import ErrorEnvelope, decode_error_envelope
 
 __all__ = [
+    "AuthHeader",
     "Response",
     "StreamResponse",
     "Transport",
@@ -78,6 +79,50 @@ _BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
 _ERROR_CODE_MARK: Final = b'"error_code"'
 #: No API answer is anywhere near this; a larger one is broken or hostile, not read whole.
 MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
+#: What a token is replaced by in server text shown to the user.
+REDACTED: Final = "***"
+#: Shorter "tokens" are not redacted: replacing a few common letters would garble every
+#: message, and no real token is that short.
+_MIN_REDACTED: Final = 6
+#: Nesting walked when redacting a ``detail``; deeper parts are dropped, not searched.
+_MAX_REDACT_DEPTH: Final = 32
+
+
+class AuthHeader(str):
+    """The ``Authorization`` value: the real bytes on the wire, ``'Bearer ***'`` in a repr.
+
+    aiohttp serialises a ``str`` subclass by its ``str`` value, so the request is unchanged;
+    but a traceback with frame locals, a debugger or a log of a headers dict shows only
+    the redacted repr.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'Bearer ***'"
+
+    @property
+    def secret(self) -> str | None:
+        """The token to redact from server text, or None when too short to redact."""
+        token = str.__str__(self).removeprefix("Bearer ")
+        return token if len(token) >= _MIN_REDACTED else None
+
+
+def redact(value: object, secret: str | None, depth: int = 0) -> object:
+    """``value`` with every occurrence of ``secret`` in its strings replaced by ``***``."""
+    if secret is None:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if depth >= _MAX_REDACT_DEPTH:
+        return "(nested too deeply to show)"
+    if isinstance(value, dict):
+        return {
+            redact(k, secret, depth + 1): redact(v, secret, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v, secret, depth + 1) for v in value]
+    return value
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -122,8 +167,12 @@ def status_error(
     route: str,
     request_id: str | None,
     retry_after: float | None,
+    secret: str | None = None,
 ) -> APIStatusError:
-    """The typed error for an error answer, by its ``error_code`` first, then its status."""
+    """The typed error for an error answer, by its ``error_code`` first, then its status.
+
+    ``secret`` (the token) is replaced by ``***`` in the server's message and ``detail``.
+    """
     code = envelope.error_code if envelope else None
     cls = _BY_CODE.get(code) if code is not None else None
     effective = status
@@ -136,6 +185,9 @@ def status_error(
         cls = ServerError if effective >= 500 else APIStatusError
     message = envelope.text if envelope else None
     detail = envelope.detail if envelope else None
+    if secret is not None:
+        message = message.replace(secret, REDACTED) if message else message
+        detail = redact(detail, secret)
     if cls is RateLimitError:
         return RateLimitError(
             retry_after=retry_after,
@@ -259,7 +311,7 @@ class Transport:
         trust_env: bool = True,
     ) -> None:
         self._base = check_base_url(base_url)
-        self._auth = f"Bearer {token}"
+        self._auth = AuthHeader(f"Bearer {token}")
         self._limits = limits
         self._trust_env = trust_env
         self._api_proxy = env_proxy(self._base.scheme, self._base.host or "") if trust_env else None
@@ -299,7 +351,7 @@ class Transport:
         view._owner = self._owner or self
         view._session = None
         if token is not None:
-            view._auth = f"Bearer {token}"
+            view._auth = AuthHeader(f"Bearer {token}")
         if timeouts is not None:
             view._set_timeouts(timeouts)
         return view
@@ -349,7 +401,7 @@ class Transport:
         """
         session = self._get_session()
         url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=False)
-        headers = {"Authorization": self._auth}
+        headers: dict[str, str] = {"Authorization": self._auth}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -374,6 +426,10 @@ class Transport:
             raise
         if self.on_response is not None:
             self.on_response(route, status)
+        secret = self._auth.secret
+        if secret is not None and secret.encode() in payload:
+            # The server echoed the token: keep it out of every struct, message and log.
+            payload = payload.replace(secret.encode(), REDACTED.encode())
         if 200 <= status < 300:
             if accept_2xx:
                 return Response(status=status, body=payload)
@@ -388,7 +444,7 @@ class Transport:
                 route=route,
                 status=status,
                 request_id=request_id,
-                error_message=f"redirect to {location!r} not followed",
+                error_message=f"redirect to {redact(location, secret)!r} not followed",
             )
         else:
             envelope = decode_error_envelope(payload)
@@ -398,6 +454,7 @@ class Transport:
             route=route,
             request_id=request_id,
             retry_after=retry_after,
+            secret=secret,
         )
 
     @contextlib.asynccontextmanager
