@@ -6,6 +6,11 @@ answered by the class: did the request possibly reach the server? The token is a
 per request, and only to URLs built from ``base_url``; the session has no default
 ``Authorization`` header, so downloads and any server-supplied URL on another host never
 see it. Redirects are never followed on API calls, for the same reason.
+
+The header value is an :class:`AuthHeader`, a ``str`` whose ``repr`` is ``'Bearer [redacted]'``,
+so tracebacks rendered with frame locals (rich, ``pytest -l``) never show it; and a token the
+server echoes is replaced by ``[redacted]`` in every answer body, error message, ``detail`` and
+redirect ``Location`` here, before any of it becomes a struct, an exception or a log line.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ _ERROR_CODE_MARK: Final = b'"error_code"'
 #: No API answer is anywhere near this; a larger one is broken or hostile, not read whole.
 MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
 #: What a token is replaced by in server text shown to the user.
-REDACTED: Final = "***"
+REDACTED: Final = "[redacted]"
 #: Shorter "tokens" are not redacted: replacing a few common letters would garble every
 #: message, and no real token is that short.
 _MIN_REDACTED: Final = 6
@@ -89,7 +94,7 @@ _MAX_REDACT_DEPTH: Final = 32
 
 
 class AuthHeader(str):
-    """The ``Authorization`` value: the real bytes on the wire, ``'Bearer ***'`` in a repr.
+    """The ``Authorization`` value: the real bytes on the wire, ``'Bearer [redacted]'`` in a repr.
 
     aiohttp serialises a ``str`` subclass by its ``str`` value, so the request is unchanged;
     but a traceback with frame locals, a debugger or a log of a headers dict shows only
@@ -99,7 +104,7 @@ class AuthHeader(str):
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return "'Bearer ***'"
+        return "'Bearer [redacted]'"
 
     @property
     def secret(self) -> str | None:
@@ -109,7 +114,7 @@ class AuthHeader(str):
 
 
 def redact(value: object, secret: str | None, depth: int = 0) -> object:
-    """``value`` with every occurrence of ``secret`` in its strings replaced by ``***``."""
+    """``value`` with every occurrence of ``secret`` in its strings replaced by ``[redacted]``."""
     if secret is None:
         return value
     if isinstance(value, str):
@@ -171,7 +176,7 @@ def status_error(
 ) -> APIStatusError:
     """The typed error for an error answer, by its ``error_code`` first, then its status.
 
-    ``secret`` (the token) is replaced by ``***`` in the server's message and ``detail``.
+    ``secret`` (the token) is replaced by ``[redacted]`` in the server's message and ``detail``.
     """
     code = envelope.error_code if envelope else None
     cls = _BY_CODE.get(code) if code is not None else None

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from runcomfy_async import (
@@ -24,7 +25,9 @@ from runcomfy_async import (
     RetryPolicy,
     ServerError,
     Timeouts,
+    UnexpectedResponseError,
 )
+from runcomfy_async._journal import EntryState, Journal
 from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
 
 from .conftest import FAST_RETRY, GOOD_INPUTS, WAN25
@@ -78,8 +81,8 @@ async def test_echoed_token_is_redacted_from_errors_and_logs(
         assert sim.stats.faults_injected["echo_token"] >= 1
     error = caught.value
     assert isinstance(error, APIStatusError)
-    assert "Bearer ***" in str(error)
-    assert error.detail == {"authorization": "Bearer ***"}
+    assert "Bearer [redacted]" in str(error)
+    assert error.detail == {"authorization": "Bearer [redacted]"}
     texts = exposures(error) + log_texts(caplog.records)
     assert [t for t in texts if SECRET in t] == []
 
@@ -94,7 +97,7 @@ async def test_traceback_with_frame_locals_never_shows_the_token() -> None:
                 await c.status("some-request")
     rendered = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
     text = "".join(rendered.format())
-    assert "'Bearer ***'" in text  # the header dict of the failing request, redacted
+    assert "'Bearer [redacted]'" in text  # the header dict of the failing request, redacted
     assert SECRET not in text
 
 
@@ -136,3 +139,113 @@ async def test_deep_error_is_capped_so_the_failure_pickles_and_prints() -> None:
             await c.run(WAN25, GOOD_INPUTS)
     _check_failed(caught.value)
     assert "nested too deeply" in repr(caught.value.error)
+
+
+async def test_keyed_run_journals_a_deep_failure_that_a_rerun_replays(tmp_path: Path) -> None:
+    """A keyed run journals the capped failure; the rerun raises it again, with no new job."""
+    failing = JobScript(queue_polls=0, run_polls=0, outcome="failed")
+    db = tmp_path / "batch.db"
+    async with Simulator(token=SECRET, script=failing) as sim:
+        sim.add_fault(Fault(FaultKind.DEEP_ERROR, "result", times=None))
+        async with _client(sim, journal=db) as c:
+            with pytest.raises(JobFailedError) as first:
+                await c.run(WAN25, GOOD_INPUTS, key="k")
+        async with _client(sim, journal=db) as c:
+            with pytest.raises(JobFailedError) as again:
+                await c.run(WAN25, GOOD_INPUTS, key="k")
+        assert sim.stats.jobs_created == 1
+    for error in (first.value, again.value):
+        _check_failed(error)
+    assert again.value.request_id == first.value.request_id
+    assert again.value.error == first.value.error
+
+
+# --- answers for another job -----------------------------------------------------------------
+
+
+async def test_one_shot_calls_refuse_an_answer_for_another_job() -> None:
+    """status(), result() and cancel() answered with another job's id raise, naming both."""
+    async with Simulator(token=SECRET, script=DONE) as sim, _client(sim) as c:
+        other = await c.submit(WAN25, GOOD_INPUTS)
+        mine = await c.submit(WAN25, GOOD_INPUTS)
+        for route in ("status", "result", "cancel"):
+            sim.add_fault(Fault(FaultKind.WRONG_ID, route))
+        for call in (c.status, c.result, c.cancel):
+            with pytest.raises(UnexpectedResponseError, match="another request") as caught:
+                await call(mine.request_id)
+            assert caught.value.request_id == mine.request_id
+            assert other.request_id in str(caught.value)
+        assert sim.stats.faults_injected == {"wrong_id": 3}
+
+
+async def test_a_stray_answer_for_another_job_is_absorbed_by_polling() -> None:
+    """One /status and one /result for another job are retried; the run gets its own result."""
+    async with Simulator(token=SECRET, script=DONE) as sim, _client(sim) as c:
+        sim.script_next(JobScript(queue_polls=0, run_polls=0, output_files=("theirs.png",)))
+        await c.submit(WAN25, GOOD_INPUTS)
+        sim.add_fault(Fault(FaultKind.WRONG_ID, "status"))
+        sim.add_fault(Fault(FaultKind.WRONG_ID, "result"))
+        result = await c.run(WAN25, GOOD_INPUTS)
+        assert result.output is not None and result.request_id in result.output.urls[0]
+        assert "theirs" not in result.output.urls[0]
+        assert sim.stats.faults_injected == {"wrong_id": 2}
+
+
+async def test_keyed_run_never_journals_another_jobs_result(tmp_path: Path) -> None:
+    """Persistent /result answers for job B end A's keyed wait; the key keeps A's id only."""
+    db = tmp_path / "batch.db"
+    polling = msgspec.structs.replace(FAST_POLL, max_consecutive_failures=3)
+    async with Simulator(token=SECRET, script=DONE) as sim:
+        sim.script_next(JobScript(queue_polls=0, run_polls=0, output_files=("theirs.png",)))
+        async with _client(sim, journal=db, polling=polling) as c:
+            theirs = await c.submit(WAN25, GOOD_INPUTS)
+            sim.add_fault(Fault(FaultKind.WRONG_ID, "status", times=2))  # absorbed
+            sim.add_fault(Fault(FaultKind.WRONG_ID, "result", times=3))  # A's /status is done
+            with pytest.raises(UnexpectedResponseError, match="another request"):
+                await c.run(WAN25, GOOD_INPUTS, key="a")
+            assert sim.stats.faults_injected == {"wrong_id": 5}
+        journal = Journal(db)
+        try:
+            entry = await journal.lookup("a")
+        finally:
+            await journal.aclose()
+        assert entry is not None and entry.state is EntryState.SUBMITTED
+        mine = entry.request_id
+        assert mine is not None and mine != theirs.request_id
+        assert entry.result_json is None
+        async with _client(sim, journal=db) as c:
+            result = await c.run(WAN25, GOOD_INPUTS, key="a")
+        assert result.request_id == mine
+        assert result.output is not None and mine in result.output.urls[0]
+        assert sim.stats.jobs_created == 2
+
+
+# --- a status that flips back -----------------------------------------------------------------
+
+
+async def test_status_flapping_back_from_finished_is_logged_once_then_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """completed ↔ in_queue on /status, /result never confirming: one warning, then an error."""
+    caplog.set_level(logging.INFO, logger="runcomfy_async")
+    polling = msgspec.structs.replace(FAST_POLL, max_consecutive_failures=4)
+    async with Simulator(token=SECRET, script=DONE) as sim, _client(sim, polling=polling) as c:
+        sim.add_fault(Fault(FaultKind.FLAP, "status", times=None))
+        sim.add_fault(Fault(FaultKind.FLAP, "result", times=None, variant="stuck"))
+        handle = await c.submit(WAN25, GOOD_INPUTS)
+        with anyio.fail_after(10), pytest.raises(UnexpectedResponseError, match="went back"):
+            await handle.wait()
+        polls = [r for r in sim.log if r.route == "status"]
+        assert 4 <= len(polls) <= 2 * 4 + 2
+    warned = [r for r in caplog.records if "went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+
+
+async def test_a_single_flap_still_ends_with_the_result() -> None:
+    """One stale in_queue after completed is tolerated: the job's result still arrives."""
+    async with Simulator(token=SECRET, script=DONE) as sim, _client(sim) as c:
+        sim.add_fault(Fault(FaultKind.FLAP, "result", times=1))
+        sim.add_fault(Fault(FaultKind.FLAP, "status", times=1, after=1))
+        result = await c.run(WAN25, GOOD_INPUTS)
+        assert result.output is not None
+        assert sim.stats.faults_injected == {"flap": 2}
