@@ -36,6 +36,7 @@ from ._errors import (
     BadRequestError,
     ConnectError,
     ConnectTimeoutError,
+    DownloadRefusedError,
     InsufficientBalanceError,
     InvalidInputError,
     NetworkError,
@@ -48,12 +49,12 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from ._urls import check_base_url
+from ._redact import REDACTED, AuthHeader, redact
+from ._urls import check_base_url, check_download_url, public_url
 from ._version import __version__
 from ._wire import ErrorEnvelope, decode_error_envelope
 
 __all__ = [
-    "AuthHeader",
     "Response",
     "StreamResponse",
     "Transport",
@@ -84,50 +85,9 @@ _BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
 _ERROR_CODE_MARK: Final = b'"error_code"'
 #: No API answer is anywhere near this; a larger one is broken or hostile, not read whole.
 MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
-#: What a token is replaced by in server text shown to the user.
-REDACTED: Final = "[redacted]"
-#: Shorter "tokens" are not redacted: replacing a few common letters would garble every
-#: message, and no real token is that short.
-_MIN_REDACTED: Final = 6
-#: Nesting walked when redacting a ``detail``; deeper parts are dropped, not searched.
-_MAX_REDACT_DEPTH: Final = 32
-
-
-class AuthHeader(str):
-    """The ``Authorization`` value: the real bytes on the wire, ``'Bearer [redacted]'`` in a repr.
-
-    aiohttp serialises a ``str`` subclass by its ``str`` value, so the request is unchanged;
-    but a traceback with frame locals, a debugger or a log of a headers dict shows only
-    the redacted repr.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'Bearer [redacted]'"
-
-    @property
-    def secret(self) -> str | None:
-        """The token to redact from server text, or None when too short to redact."""
-        token = str.__str__(self).removeprefix("Bearer ")
-        return token if len(token) >= _MIN_REDACTED else None
-
-
-def redact(value: object, secret: str | None, depth: int = 0) -> object:
-    """``value`` with every occurrence of ``secret`` in its strings replaced by ``[redacted]``."""
-    if secret is None:
-        return value
-    if isinstance(value, str):
-        return value.replace(secret, REDACTED)
-    if depth >= _MAX_REDACT_DEPTH:
-        return "(nested too deeply to show)"
-    if isinstance(value, dict):
-        return {
-            redact(k, secret, depth + 1): redact(v, secret, depth + 1) for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(v, secret, depth + 1) for v in value]
-    return value
+#: Redirect hops a download follows; storage uses one or two (a CDN, a signed link).
+MAX_DOWNLOAD_REDIRECTS: Final = 5
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -337,6 +297,7 @@ class Transport:
         self._download_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.download_read
         )
+        self.timeouts = timeouts  # the download floor rate and deadline are read from here
 
     @property
     def base_url(self) -> str:
@@ -469,19 +430,44 @@ class Transport:
         """Open a GET to an output file URL, with no ``Authorization`` header.
 
         Output files live on RunComfy storage and are public; the token must never go
-        there, whatever host it is.
+        there, whatever host it is. Redirects are followed one hop at a time, at most
+        :data:`MAX_DOWNLOAD_REDIRECTS`, each ``Location`` vetted by
+        :func:`~._urls.check_download_url` before anything connects to it.
 
         Raises:
             TransportError: The connection failed or broke.
+            DownloadRefusedError: A redirect to a refused URL, or too many redirects.
         """
         session = self._get_session()
         sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
         target = URL(url, encoded=True)
-        proxy = env_proxy(target.scheme, target.host or "") if self._trust_env else None
-        with _mapped(route, None):
-            resp = await session.get(
-                target, headers=sent, timeout=self._download_timeout, proxy=proxy
-            )
+        for hop in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            proxy = env_proxy(target.scheme, target.host or "") if self._trust_env else None
+            with _mapped(route, None):
+                resp = await session.get(
+                    target,
+                    headers=sent,
+                    timeout=self._download_timeout,
+                    proxy=proxy,
+                    allow_redirects=False,  # each hop is vetted below, before connecting
+                )
+            location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+            if location is None:
+                break
+            resp.close()
+            try:
+                target = target.join(URL(location))
+            except ValueError as exc:
+                raise DownloadRefusedError(
+                    url=public_url(str(target)), host=target.host or "", reason="a bad redirect"
+                ) from exc
+            check_download_url(str(target))
+            if hop == MAX_DOWNLOAD_REDIRECTS:
+                raise DownloadRefusedError(
+                    url=public_url(str(target)),
+                    host=target.host or "",
+                    reason=f"more than {MAX_DOWNLOAD_REDIRECTS} redirects",
+                )
         # Only opening is mapped here: errors raised by the caller's own code (say, a full
         # disk) must pass through untranslated.
         try:
