@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -216,3 +217,32 @@ async def test_stale_temporary_files_of_a_killed_run_are_removed(
     assert stale.name not in left
     assert {fresh.name, ".dir.part-00000000", path.name} <= set(left)
     assert {p.name for p in foreign} <= set(left)
+
+
+@pytest.mark.parametrize("kind", ["asyncio.timeout", "Task.cancel", "wait_for", "anyio"])
+async def test_cancelling_a_dripping_download_leaves_nothing(
+    sim: Simulator, tmp_path: Path, kind: str
+) -> None:
+    """However a caller cancels a download mid-drip, control returns and no file is left."""
+    async with _client(sim) as c:
+        result = await finished(c, sim)
+        sim.add_fault(Fault(FaultKind.DRIP, "storage", rate=100.0, delay=20.0))
+        started = time.monotonic()
+        if kind == "asyncio.timeout":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await c.download(result, tmp_path)
+        elif kind == "wait_for":
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(c.download(result, tmp_path), 0.2)
+        elif kind == "Task.cancel":
+            task = asyncio.create_task(c.download(result, tmp_path))
+            await sim.wait_for(storage=True)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            with anyio.move_on_after(0.2):
+                await c.download(result, tmp_path)
+        assert time.monotonic() - started < 2.0
+    assert os.listdir(tmp_path) == []
