@@ -252,11 +252,14 @@ class Client(ClientViews):
             The written paths, absolute, in the URLs' order.
 
         Raises:
-            ValueError: A result that did not succeed or has no output; a non-https URL.
+            ValueError: A result that did not succeed or has no output.
+            DownloadRefusedError: A URL or redirect hop not https to a public host (nor
+                http to loopback), or over 5 redirects; nothing was sent there.
             DownloadTooLargeError: A file is larger than ``max_bytes``.
             NotFoundError: Storage answered 404 (an expired link); ``APIStatusError``
                 for another error answer (403, 429, 5xx after retries).
-            TransportError: The connection failed, broke or timed out, after retries.
+            TransportError: The connection failed, broke, timed out or stayed under the
+                floor rate (``Timeouts.download_min_rate``), after retries.
             FileExistsError: A target file exists and ``overwrite`` is False.
             OSError: ``dest`` or a file in it could not be written.
         """

@@ -61,16 +61,34 @@ class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
         connect: To open a connection (including waiting for a free pooled one).
         read: Between bytes of an answer; also bounds a hanging server.
         download_read: Between bytes of an output download, which may be slow.
+        download_min_rate: The floor, in bytes per second, under which a download is cut
+            (``ReadTimeoutError``, then retried with a resume like any broken transfer);
+            measured over ``download_rate_window``. ``None`` disables it. The default,
+            1 KiB/s over 10 s, is far below any real link, and ends a server dripping a
+            byte a second within about a minute with the default retry policy.
+        download_rate_window: Seconds over which the download rate is measured.
+        download_deadline: Seconds one file may take in all, retries included; ``None``
+            (the default) sets no bound beyond the floor rate.
     """
 
     connect: float = 10.0
     read: float = 30.0
     download_read: float = 60.0
+    download_min_rate: float | None = 1024.0
+    download_rate_window: float = 10.0
+    download_deadline: float | None = None
 
     def __post_init__(self) -> None:
         _positive("connect", self.connect)
         _positive("read", self.read)
         _positive("download_read", self.download_read)
+        _positive("download_rate_window", self.download_rate_window)
+        _positive("download_deadline", self.download_deadline)
+        if self.download_min_rate is not None and not self.download_min_rate > 0:
+            raise ValueError(
+                f"download_min_rate must be a positive number of bytes per second or None, "
+                f"got {self.download_min_rate!r}"
+            )
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

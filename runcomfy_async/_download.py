@@ -10,9 +10,16 @@ the rest with ``Range: bytes=N-`` (and ``If-Range``, so a changed file is not sp
 a ``206`` that starts at ``N`` continues the file, and a ``200`` restarts it from byte 0.
 
 Output URLs are public storage URLs: no ``Authorization`` header ever goes there (the
-transport strips it), ``https`` is allowed to any host and plain ``http`` only to loopback,
-the same rule as the API base URL. File names come from the URL but are made safe (see
+transport strips it), ``https`` is allowed to any public host and plain ``http`` only to
+loopback; redirects are followed one hop at a time, each vetted before it is connected to
+(see :mod:`._urls`). File names come from the URL but are made safe (see
 :mod:`._filenames`), and every final path is checked to sit directly inside ``dest``.
+
+A transfer slower than ``Timeouts.download_min_rate`` over ``download_rate_window`` is cut
+(and retried, resuming, like a broken one), so a server dripping bytes cannot hold a call
+forever; ``Timeouts.download_deadline`` bounds one file in all. Temporary files that a
+killed earlier run left in ``dest`` (our own ``.{name}.part-{hex}`` names only, untouched
+for :data:`~._partfiles.STALE_PART_AGE`) are removed before a new download into it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import logging
 import os
 import random
 import re
-import secrets
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -36,14 +43,16 @@ from ._config import DEFAULT_RETRY, RetryPolicy
 from ._errors import (
     DownloadTooLargeError,
     NetworkError,
+    ReadTimeoutError,
     RunComfyError,
     TransportError,
     UnexpectedResponseError,
 )
 from ._filenames import extension_for, inside, plan_names, safe_name, split_suffix
 from ._output import Output
+from ._partfiles import part_name, sweep_stale
 from ._retry import backoff_delay, is_retryable_read, retry_after_of
-from ._urls import check_download_url, is_loopback, public_url
+from ._urls import check_download_url, public_url
 from ._wire import JobState, Result
 
 if TYPE_CHECKING:
@@ -122,12 +131,13 @@ def _collect_urls(source: Result | Output | str | Sequence[str]) -> list[str]:
 class _Transfer:
     """One file's state across attempts: its open temporary file and how far it got."""
 
-    __slots__ = ("done", "file", "route", "url", "validator")
+    __slots__ = ("done", "file", "host", "route", "url", "validator")
 
     def __init__(self, url: str, file: anyio.AsyncFile[bytes]) -> None:
         self.url = url
         self.file = file
         self.route = f"GET {public_url(url)}"
+        self.host = urlsplit(url).hostname or "?"
         self.done = 0
         self.validator: str | None = None  # ETag / Last-Modified, sent as If-Range
 
@@ -140,6 +150,40 @@ class _Options(msgspec.Struct, frozen=True):
     max_bytes: int | None
     progress: DownloadProgress | None
     retry: RetryPolicy
+    min_rate: float | None = None
+    window: float = 10.0
+    deadline: float | None = None
+
+
+class _RateFloor:
+    """Cuts a body that arrives slower than ``rate`` bytes/s over a window of seconds.
+
+    Checked as chunks arrive; a body that sends nothing at all is cut by the read timeout.
+    """
+
+    __slots__ = ("_bytes", "_rate", "_since", "_window")
+
+    def __init__(self, rate: float | None, window: float) -> None:
+        self._rate = rate
+        self._window = window
+        self._since = time.monotonic()
+        self._bytes = 0
+
+    def check(self, received: int, t: _Transfer) -> None:
+        if self._rate is None:
+            return
+        self._bytes += received
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed < self._window:
+            return
+        if self._bytes < self._rate * elapsed:
+            raise ReadTimeoutError(
+                f"download from {t.host} cut: {self._bytes} bytes in {elapsed:.1f} s, "
+                f"under the {self._rate:g} bytes/s floor",
+                route=t.route,
+            )
+        self._since, self._bytes = now, 0
 
 
 def _rewind(file: IO[bytes]) -> None:
@@ -196,11 +240,13 @@ def _check_size(t: _Transfer, opts: _Options, size: int | None, *, announced: bo
 async def _copy_body(resp: StreamResponse, t: _Transfer, opts: _Options, total: int | None) -> None:
     """Copy the body to the file, buffering writes; keep what arrived if the link breaks."""
     buffer = bytearray()
+    floor = _RateFloor(opts.min_rate, opts.window)
     try:
         async for chunk in resp.chunks(DEFAULT_CHUNK_SIZE):
             t.done += len(chunk)
             _check_size(t, opts, t.done, announced=False)
             buffer += chunk
+            floor.check(len(chunk), t)  # after the append: a cut keeps what arrived
             if len(buffer) >= DEFAULT_CHUNK_SIZE:
                 await t.file.write(bytes(buffer))
                 buffer.clear()
@@ -224,11 +270,6 @@ async def _attempt(transport: Transport, t: _Transfer, opts: _Options) -> str | 
         if t.validator:
             headers["If-Range"] = t.validator
     async with transport.stream(t.url, headers=headers, route=t.route) as resp:
-        final = urlsplit(resp.url)
-        if final.scheme != "https" and not is_loopback(final.hostname):
-            raise UnexpectedResponseError(
-                route=t.route, status=resp.status, error_message="redirected to plain http"
-            )
         usable, total = await _body_total(resp, t)
         if usable:
             _check_size(t, opts, total, announced=True)
@@ -243,7 +284,8 @@ async def _fetch(transport: Transport, t: _Transfer, opts: _Options) -> str | No
     """Retry one file on transient failures (transport errors, 408, 429, 5xx).
 
     The policy's wall-clock ``budget`` is not applied: a long transfer is not a sign of
-    trouble, and the per-read timeout already bounds a stalled one.
+    trouble; the read timeout and the floor rate bound a stalled or dripping one, and
+    ``download_deadline`` (around this call) the whole file.
     """
     retry = 0
     while True:
@@ -275,7 +317,15 @@ async def _download_one(
     transport: Transport, url: str, staged: _Staged, directory: Path, opts: _Options
 ) -> None:
     async with await anyio.open_file(staged.tmp, "xb") as file:
-        content_type = await _fetch(transport, _Transfer(url, file), opts)
+        transfer = _Transfer(url, file)
+        content_type: str | None = None
+        with anyio.move_on_after(opts.deadline) as scope:
+            content_type = await _fetch(transport, transfer, opts)
+        if scope.cancelled_caught:
+            raise ReadTimeoutError(
+                f"download from {transfer.host} did not finish within {opts.deadline:g} s",
+                route=transfer.route,
+            )
         await anyio.to_thread.run_sync(_sync, file.wrapped)
     if not split_suffix(staged.name)[1]:
         # The URL's own extension wins when it has one: storage often answers a generic
@@ -385,13 +435,16 @@ async def download(
         The written paths, absolute, in the order of the URLs.
 
     Raises:
-        ValueError: A Result that did not succeed or has no output, a URL that is not
-            https (or plain http to loopback), or a bad argument.
+        ValueError: A Result that did not succeed or has no output, or a bad argument.
+        DownloadRefusedError: A URL, or a redirect hop, that is not https to a public
+            host or plain http to loopback, or more than 5 redirects (also a ValueError).
         DownloadTooLargeError: A file is over ``max_bytes``.
         NotFoundError: The storage answered 404 (an expired link, say).
         APIStatusError: Another error answer from storage (after retries for 408, 429
             and 5xx: ``RequestTimeoutError``, ``RateLimitError``, ``ServerError``).
         TransportError: The connection failed, broke or timed out, after retries.
+        ReadTimeoutError: A transfer stayed under the floor rate (after retries), or a
+            file passed ``download_deadline``.
         FileExistsError: A target file exists and ``overwrite`` is False.
         OSError: The directory or a file could not be written.
     """
@@ -406,15 +459,22 @@ async def download(
         return []
     directory = Path(await anyio.Path(dest).resolve())
     await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(sweep_stale, directory, time.time())
     names = plan_names(_name_sources(source, urls))
     if not overwrite:
         for name in names:
             if split_suffix(name)[1] and await anyio.Path(inside(directory, name)).exists():
                 raise FileExistsError(errno.EEXIST, "file exists", str(directory / name))
-    staged = [
-        _Staged(inside(directory, f".{name}.part-{secrets.token_hex(4)}"), name) for name in names
-    ]
-    opts = _Options(max_bytes, progress, retry)
+    staged = [_Staged(inside(directory, part_name(name)), name) for name in names]
+    limits = transport.timeouts
+    opts = _Options(
+        max_bytes,
+        progress,
+        retry,
+        min_rate=limits.download_min_rate,
+        window=limits.download_rate_window,
+        deadline=limits.download_deadline,
+    )
     try:
         await _fetch_all(
             transport, list(zip(urls, staged, strict=True)), directory, opts, concurrency

@@ -30,7 +30,8 @@ The tree, by what the caller can do about it::
     ├── KeyConflictError               a journal key reused for other inputs (ValueError too)
     ├── JournalError                   the journal could not be read or written
     ├── SpendLimitError                a submit would pass spend_limit_usd; nothing was sent
-    └── DownloadTooLargeError          an output file is over the download size cap
+    ├── DownloadTooLargeError          an output file is over the download size cap
+    └── DownloadRefusedError           a download URL or redirect hop refused (also ValueError)
 
 Every message is a sentence naming the route, the request id and the status; the
 structured facts are attributes. No message ever contains the API token. All
@@ -52,6 +53,7 @@ __all__ = [
     "BadRequestError",
     "ConnectError",
     "ConnectTimeoutError",
+    "DownloadRefusedError",
     "DownloadTooLargeError",
     "InputValidationError",
     "InsufficientBalanceError",
@@ -351,6 +353,28 @@ class DownloadTooLargeError(RunComfyError):
         self.url = url
         self.max_bytes = max_bytes
         self.size = size
+
+
+class DownloadRefusedError(RunComfyError, ValueError):
+    """A download URL, or a redirect hop of one, was refused before connecting to it.
+
+    Allowed: https to a public host, plain http to loopback only. Refused: another
+    scheme, plain http elsewhere, an IP literal in a link-local, private, unspecified or
+    multicast range (a cloud metadata endpoint, an internal service), too many redirects.
+    Nothing was sent to the refused host; nothing was kept.
+
+    Attributes:
+        url: The refused URL without its query (which may hold a signature).
+        host: Its host.
+        reason: Why it was refused, in words.
+    """
+
+    def __init__(self, *, url: str, host: str, reason: str) -> None:
+        where = f" from {host}" if host else ""
+        super().__init__(f"download{where} refused: {reason}")
+        self.url = url
+        self.host = host
+        self.reason = reason
 
 
 class KeyConflictError(RunComfyError, ValueError):

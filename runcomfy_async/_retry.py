@@ -32,6 +32,7 @@ from ._errors import (
     RunComfyError,
     ServerError,
     TransportError,
+    UnexpectedResponseError,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "backoff_delay",
     "is_retryable_read",
     "is_retryable_submit",
+    "is_transient",
     "retry_after_of",
     "retrying",
 ]
@@ -75,6 +77,13 @@ def backoff_delay(
 def is_retryable_read(exc: RunComfyError) -> bool:
     """Whether a read (or cancel) that failed this way is worth another attempt."""
     return isinstance(exc, TransportError | RequestTimeoutError | RateLimitError | ServerError)
+
+
+def is_transient(exc: RunComfyError) -> bool:
+    """Whether a failed status poll is worth another one (after backoff)."""
+    # A poll is a read: connection errors, 408, 429 and 5xx pass; so does an answer we
+    # could not read (or one for another job), more likely a proxy hiccup than a changed API.
+    return is_retryable_read(exc) or isinstance(exc, UnexpectedResponseError)
 
 
 def is_retryable_submit(exc: RunComfyError) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, TypeVar
 
 import anyio
 import msgspec
@@ -57,6 +57,7 @@ logger: Final = logging.getLogger("runcomfy_async")
 DEFAULT_CANCEL_TIMEOUT: Final = 5.0
 
 _encoder: Final = msgspec.json.Encoder()
+_Answer = TypeVar("_Answer", Status, Result, CancelResult)
 
 
 def unreadable(
@@ -67,6 +68,20 @@ def unreadable(
         status=response.status,
         request_id=request_id,
         error_message=f"unreadable answer: {exc}",
+    )
+
+
+def _mine(answer: _Answer, *, route: str, response: Response, request_id: str) -> _Answer:
+    """``answer`` if it is about ``request_id``; an answer for another job is not ours."""
+    if answer.request_id == request_id:
+        return answer
+    # Never taken as this job's: a keyed run would journal another job's result under
+    # its key. Polls count it as a transient failure, like an unreadable answer.
+    raise UnexpectedResponseError(
+        route=route,
+        status=response.status,
+        request_id=request_id,
+        error_message=f"the answer is for another request ({answer.request_id[:128]!r})",
     )
 
 
@@ -186,15 +201,17 @@ class Routes:
 
     def _decode_result(self, response: Response, route: str, request_id: str) -> Result:
         try:
-            return decode_result(response.body)
+            result = decode_result(response.body)
         except msgspec.MsgspecError as exc:
             raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+        return _mine(result, route=route, response=response, request_id=request_id)
 
     def _decode_status(self, response: Response, route: str, request_id: str) -> Status:
         try:
-            return decode_status(response.body)
+            status = decode_status(response.body)
         except msgspec.MsgspecError as exc:
             raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+        return _mine(status, route=route, response=response, request_id=request_id)
 
     async def result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
         """GET the result (no waiting), retrying transient failures."""
@@ -222,9 +239,10 @@ class Routes:
             budgeted=True,
         )
         try:
-            return decode_cancel(response.body, request_id)
+            answer = decode_cancel(response.body, request_id)
         except (msgspec.MsgspecError, ValueError) as exc:
             raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+        return _mine(answer, route=route, response=response, request_id=request_id)
 
     async def list_models(self, params: Mapping[str, str]) -> ModelPage:
         """GET one page of the catalog listing."""

@@ -6,6 +6,11 @@ answered by the class: did the request possibly reach the server? The token is a
 per request, and only to URLs built from ``base_url``; the session has no default
 ``Authorization`` header, so downloads and any server-supplied URL on another host never
 see it. Redirects are never followed on API calls, for the same reason.
+
+The header value is an :class:`AuthHeader`, a ``str`` whose ``repr`` is ``'Bearer [redacted]'``,
+so tracebacks rendered with frame locals (rich, ``pytest -l``) never show it; and a token the
+server echoes is replaced by ``[redacted]`` in every answer body, error message, ``detail`` and
+redirect ``Location`` here, before any of it becomes a struct, an exception or a log line.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ._errors import (
     BadRequestError,
     ConnectError,
     ConnectTimeoutError,
+    DownloadRefusedError,
     InsufficientBalanceError,
     InvalidInputError,
     NetworkError,
@@ -43,7 +49,8 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from ._urls import check_base_url
+from ._redact import REDACTED, AuthHeader, redact
+from ._urls import check_base_url, check_download_url, public_url
 from ._version import __version__
 from ._wire import ErrorEnvelope, decode_error_envelope
 
@@ -78,6 +85,9 @@ _BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
 _ERROR_CODE_MARK: Final = b'"error_code"'
 #: No API answer is anywhere near this; a larger one is broken or hostile, not read whole.
 MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
+#: Redirect hops a download follows; storage uses one or two (a CDN, a signed link).
+MAX_DOWNLOAD_REDIRECTS: Final = 5
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -122,8 +132,12 @@ def status_error(
     route: str,
     request_id: str | None,
     retry_after: float | None,
+    secret: str | None = None,
 ) -> APIStatusError:
-    """The typed error for an error answer, by its ``error_code`` first, then its status."""
+    """The typed error for an error answer, by its ``error_code`` first, then its status.
+
+    ``secret`` (the token) is replaced by ``[redacted]`` in the server's message and ``detail``.
+    """
     code = envelope.error_code if envelope else None
     cls = _BY_CODE.get(code) if code is not None else None
     effective = status
@@ -136,6 +150,9 @@ def status_error(
         cls = ServerError if effective >= 500 else APIStatusError
     message = envelope.text if envelope else None
     detail = envelope.detail if envelope else None
+    if secret is not None:
+        message = message.replace(secret, REDACTED) if message else message
+        detail = redact(detail, secret)
     if cls is RateLimitError:
         return RateLimitError(
             retry_after=retry_after,
@@ -259,7 +276,7 @@ class Transport:
         trust_env: bool = True,
     ) -> None:
         self._base = check_base_url(base_url)
-        self._auth = f"Bearer {token}"
+        self._auth = AuthHeader(f"Bearer {token}")
         self._limits = limits
         self._trust_env = trust_env
         self._api_proxy = env_proxy(self._base.scheme, self._base.host or "") if trust_env else None
@@ -280,6 +297,7 @@ class Transport:
         self._download_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.download_read
         )
+        self.timeouts = timeouts  # the download floor rate and deadline are read from here
 
     @property
     def base_url(self) -> str:
@@ -299,7 +317,7 @@ class Transport:
         view._owner = self._owner or self
         view._session = None
         if token is not None:
-            view._auth = f"Bearer {token}"
+            view._auth = AuthHeader(f"Bearer {token}")
         if timeouts is not None:
             view._set_timeouts(timeouts)
         return view
@@ -349,7 +367,7 @@ class Transport:
         """
         session = self._get_session()
         url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=False)
-        headers = {"Authorization": self._auth}
+        headers: dict[str, str] = {"Authorization": self._auth}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -374,6 +392,10 @@ class Transport:
             raise
         if self.on_response is not None:
             self.on_response(route, status)
+        secret = self._auth.secret
+        if secret is not None and secret.encode() in payload:
+            # The server echoed the token: keep it out of every struct, message and log.
+            payload = payload.replace(secret.encode(), REDACTED.encode())
         if 200 <= status < 300:
             if accept_2xx:
                 return Response(status=status, body=payload)
@@ -388,7 +410,7 @@ class Transport:
                 route=route,
                 status=status,
                 request_id=request_id,
-                error_message=f"redirect to {location!r} not followed",
+                error_message=f"redirect to {redact(location, secret)!r} not followed",
             )
         else:
             envelope = decode_error_envelope(payload)
@@ -398,6 +420,7 @@ class Transport:
             route=route,
             request_id=request_id,
             retry_after=retry_after,
+            secret=secret,
         )
 
     @contextlib.asynccontextmanager
@@ -407,19 +430,44 @@ class Transport:
         """Open a GET to an output file URL, with no ``Authorization`` header.
 
         Output files live on RunComfy storage and are public; the token must never go
-        there, whatever host it is.
+        there, whatever host it is. Redirects are followed one hop at a time, at most
+        :data:`MAX_DOWNLOAD_REDIRECTS`, each ``Location`` vetted by
+        :func:`~._urls.check_download_url` before anything connects to it.
 
         Raises:
             TransportError: The connection failed or broke.
+            DownloadRefusedError: A redirect to a refused URL, or too many redirects.
         """
         session = self._get_session()
         sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
         target = URL(url, encoded=True)
-        proxy = env_proxy(target.scheme, target.host or "") if self._trust_env else None
-        with _mapped(route, None):
-            resp = await session.get(
-                target, headers=sent, timeout=self._download_timeout, proxy=proxy
-            )
+        for hop in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            proxy = env_proxy(target.scheme, target.host or "") if self._trust_env else None
+            with _mapped(route, None):
+                resp = await session.get(
+                    target,
+                    headers=sent,
+                    timeout=self._download_timeout,
+                    proxy=proxy,
+                    allow_redirects=False,  # each hop is vetted below, before connecting
+                )
+            location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+            if location is None:
+                break
+            resp.close()
+            try:
+                target = target.join(URL(location))
+            except ValueError as exc:
+                raise DownloadRefusedError(
+                    url=public_url(str(target)), host=target.host or "", reason="a bad redirect"
+                ) from exc
+            check_download_url(str(target))
+            if hop == MAX_DOWNLOAD_REDIRECTS:
+                raise DownloadRefusedError(
+                    url=public_url(str(target)),
+                    host=target.host or "",
+                    reason=f"more than {MAX_DOWNLOAD_REDIRECTS} redirects",
+                )
         # Only opening is mapped here: errors raised by the caller's own code (say, a full
         # disk) must pass through untranslated.
         try:

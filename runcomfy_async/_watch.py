@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
 from ._poll_plan import plan_next
-from ._retry import is_retryable_read, retry_after_of
+from ._retry import is_transient, retry_after_of
 from ._wire import JobState, Result, Status
 
 if TYPE_CHECKING:
@@ -63,13 +63,6 @@ def _as_status(result: Result) -> Status:
     """A /result poll's answer seen as a status (the state in /status's words)."""
     word = result.raw_status if result.status is JobState.UNKNOWN else result.status.value
     return Status(request_id=result.request_id, status=word)
-
-
-def is_transient(exc: RunComfyError) -> bool:
-    """Whether a failed status poll is worth another one (after backoff)."""
-    # A poll is a read: connection errors, 408, 429 and 5xx pass; so does an answer we
-    # could not read, which is more likely a proxy hiccup than a changed API.
-    return is_retryable_read(exc) or isinstance(exc, UnexpectedResponseError)
 
 
 class Watcher:
@@ -103,6 +96,7 @@ class Watcher:
         self._step = 0
         self._failures = 0
         self._races = 0
+        self._flips = 0
         self._result_failures = 0
         self._result_streak = 0
         self._retry_after: float | None = None
@@ -260,9 +254,7 @@ class Watcher:
         self._retry_after = retry_after_of(exc)
         logger.info(
             "status poll of request %s failed (%d in a row), retrying: %s",
-            self.request_id,
-            self._failures,
-            exc,
+            *(self.request_id, self._failures, exc),
         )
 
     def _check_deadline(self) -> None:
@@ -278,6 +270,8 @@ class Watcher:
         state = status.state
         if not state.is_terminal:
             self._races = 0
+            if self.state is not None and self.state.is_terminal:
+                self._flipped(self.state, status)
         self._learn(state, status.queue_position, sent, now)
         if state is not self.state:
             self._step, self._since = 0, now
@@ -308,6 +302,23 @@ class Watcher:
             status.status,
         )
         return [UnknownStatus(status=status.status, request_id=rid, observed_at=seen)]
+
+    def _flipped(self, was: JobState, status: Status) -> None:
+        """A finished status went back (completed → in_queue): warn once, raise past a bound."""
+        self._flips += 1
+        bound = self.scheduler.policy.max_consecutive_failures
+        if self._flips == 1:
+            logger.warning(
+                "request %s: /status went back from %r to %r; polling on, up to %d such flips",
+                *(self.request_id, was.value, status.status, bound),
+            )
+        if self._flips >= bound:
+            raise UnexpectedResponseError(
+                route="GET /v1/requests/{id}/status",
+                status=200,
+                request_id=self.request_id,
+                error_message=f"the status went back from finished {self._flips} times",
+            )
 
     def _learn(self, state: JobState, position: int | None, sent: float, now: float) -> None:
         """Keep the bounds the learned schedule needs; record drain steps as they happen."""
@@ -374,8 +385,7 @@ class Watcher:
             )
         logger.info(
             "request %s: /status says finished, /result says %r; polling on",
-            self.request_id,
-            result.raw_status,
+            *(self.request_id, result.raw_status),
         )
         return None
 
@@ -443,12 +453,7 @@ async def watch(
         APIStatusError: Polls kept failing, or another error answer.
     """
     watcher = Watcher(
-        routes,
-        scheduler,
-        request_id,
-        model_id=model_id,
-        timeout=timeout,
-        submitted_at=submitted_at,
+        routes, scheduler, request_id, model_id=model_id, timeout=timeout, submitted_at=submitted_at
     )
     while not watcher.done:
         events = await watcher.step()
@@ -486,13 +491,7 @@ async def wait(
         TransportError: Polls kept failing.
         APIStatusError: Polls kept failing, or another error answer.
     """
-    return await drive(
-        Watcher(
-            routes,
-            scheduler,
-            request_id,
-            model_id=model_id,
-            timeout=timeout,
-            submitted_at=submitted_at,
-        )
+    watcher = Watcher(
+        routes, scheduler, request_id, model_id=model_id, timeout=timeout, submitted_at=submitted_at
     )
+    return await drive(watcher)

@@ -29,6 +29,7 @@ __all__ = [
     "Result",
     "Status",
     "SubmitResponse",
+    "cap_depth",
     "check_model_id",
     "check_request_id",
     "decode_cancel",
@@ -153,6 +154,23 @@ class Status(msgspec.Struct, frozen=True):
 # A hostile or broken answer may nest an error hundreds of levels deep; past this depth its
 # text is not worth showing, and recursing further would hit Python's recursion limit.
 _MAX_ERROR_DEPTH: Final = 16
+#: Levels of a server's error structure kept; deeper parts become :data:`TOO_DEEP`, so an
+#: exception holding it pickles, prints and journals (pickle and repr recurse per level).
+MAX_STORED_DEPTH: Final = 32
+TOO_DEEP: Final = "(nested too deeply; cut)"
+
+
+def cap_depth(value: Any, limit: int = MAX_STORED_DEPTH) -> Any:
+    """``value`` (decoded JSON) with every part deeper than ``limit`` levels replaced."""
+    if isinstance(value, dict):
+        if limit <= 0:
+            return TOO_DEEP
+        return {k: cap_depth(v, limit - 1) for k, v in value.items()}
+    if isinstance(value, list):
+        if limit <= 0:
+            return TOO_DEEP
+        return [cap_depth(v, limit - 1) for v in value]
+    return value
 
 
 def _error_text(error: object, depth: int = 0) -> str | None:
@@ -376,7 +394,7 @@ def decode_result(body: bytes) -> Result:
         status=state,
         raw_status=wire.status,
         output=to_output(wire.output) if state is JobState.SUCCEEDED else None,
-        error=wire.error,
+        error=cap_depth(wire.error),
         created_at=_to_datetime(wire.created_at),
         finished_at=_to_datetime(wire.finished_at),
         cost=_to_cost(wire.cost),
@@ -412,8 +430,13 @@ def decode_model_page(body: bytes) -> ModelPage:
 
 
 def decode_error_envelope(body: bytes) -> ErrorEnvelope | None:
-    """Decode an error body, or None when it is not a JSON object."""
+    """Decode an error body, or None when it is not a JSON object; nesting is capped."""
     try:
-        return _decode(_envelope_decoder, body)
+        envelope = _decode(_envelope_decoder, body)
     except msgspec.MsgspecError:
         return None
+    if isinstance(envelope.error, dict | list) or isinstance(envelope.detail, dict | list):
+        envelope = msgspec.structs.replace(
+            envelope, error=cap_depth(envelope.error), detail=cap_depth(envelope.detail)
+        )
+    return envelope

@@ -18,7 +18,6 @@ from runcomfy_async import (
     JobCancelledError,
     JobFailedError,
     Limits,
-    PollPolicy,
     SubmitUncertainError,
 )
 from runcomfy_async._errors import KeyConflictError, UncertainKeyError
@@ -27,41 +26,14 @@ from runcomfy_async._map import MapOutcome
 from runcomfy_async.models import Wan25ImageToVideo
 from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
 
-from .conftest import FAST_RETRY, GOOD_INPUTS, WAN22, WAN25
+from .conftest import FAST_POLL, FAST_RETRY, GOOD_INPUTS, STUCK, WAN22, WAN25
 
 pytestmark = pytest.mark.anyio
-
-#: Polls at once, with no budget to speak of: scripted jobs move one step per poll.
-FAST_POLL = PollPolicy(
-    first_interval=0.0,
-    max_interval=0.0,
-    jitter=0.0,
-    learn=False,
-    requests_per_second=1e6,
-    burst=1_000_000,
-)
-#: A job that stays queued for as long as any test runs.
-STUCK = JobScript(queue_polls=10**9)
 
 
 def item(i: int) -> dict[str, object]:
     """Inputs for batch item ``i`` (the prompt tells items apart in the sim's log)."""
     return {**GOOD_INPUTS, "prompt": f"item {i}"}
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    """The journal file of the test."""
-    return tmp_path / "batch.db"
-
-
-@pytest.fixture
-async def jclient(sim: Simulator, db: Path) -> AsyncIterator[Client]:
-    """A client with a journal, polling without waiting."""
-    async with Client(
-        token=sim.token, base_url=sim.url, retry=FAST_RETRY, polling=FAST_POLL, journal=db
-    ) as c:
-        yield c
 
 
 @pytest.fixture

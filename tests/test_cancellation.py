@@ -14,7 +14,7 @@ import random
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,15 @@ import anyio
 import msgspec
 import pytest
 
-from runcomfy_async import Client, PollPolicy, RunComfyError, WaitTimeoutError
+from runcomfy_async import Client, RunComfyError, WaitTimeoutError
 from runcomfy_async import _journal as journal_module
 from runcomfy_async._journal import EntryState, Journal
-from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
+from runcomfy_async.testing import Fault, FaultKind, Simulator
 
-from .conftest import FAST_RETRY, GOOD_INPUTS, WAN25
+from .conftest import FAST_POLL, FAST_RETRY, GOOD_INPUTS, STUCK, WAN25
 
 pytestmark = pytest.mark.anyio
 
-FAST_POLL = PollPolicy(
-    first_interval=0.0,
-    max_interval=0.0,
-    jitter=0.0,
-    learn=False,
-    requests_per_second=1e6,
-    burst=1_000_000,
-)
-STUCK = JobScript(queue_polls=10**9)
 #: The caller regains control within this much of the cancellation (the issue's bound).
 PROMPT = 0.25
 
@@ -76,21 +67,6 @@ def open_sockets() -> int:
         with contextlib.suppress(OSError):  # closed meanwhile
             count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
     return count
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    """The journal file of the test."""
-    return tmp_path / "batch.db"
-
-
-@pytest.fixture
-async def jclient(sim: Simulator, db: Path) -> AsyncIterator[Client]:
-    """A client with a journal, polling without waiting."""
-    async with Client(
-        token=sim.token, base_url=sim.url, retry=FAST_RETRY, polling=FAST_POLL, journal=db
-    ) as c:
-        yield c
 
 
 # --- the kinds of cancellation --------------------------------------------------------------

@@ -20,11 +20,12 @@ import anyio
 import pytest
 
 from runcomfy_async import TOKEN_ENV
-from runcomfy_async.cli import ExitCode, _demo_summary, _demo_view, _download, _render, main
+from runcomfy_async.cli import ExitCode, _demo_summary, _demo_view, _download, _render
 from runcomfy_async.cli._args import BASE_URL_ENV, UsageError, parse_inputs
 from runcomfy_async.cli._batch import read_items
 from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
 
+from ._cli_support import cli, json_lines, one_error_line, point_at
 from .conftest import GOOD_INPUTS, WAN25
 
 pytestmark = pytest.mark.anyio
@@ -37,29 +38,7 @@ DONE_AT_ONCE = JobScript(queue_polls=0, run_polls=0)
 @pytest.fixture
 def env(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point the command at the simulator through the environment, as a user would."""
-    monkeypatch.setenv(TOKEN_ENV, sim.token)
-    monkeypatch.setenv(BASE_URL_ENV, sim.url)
-    return {**os.environ, TOKEN_ENV: sim.token, BASE_URL_ENV: sim.url}
-
-
-async def cli(*argv: str) -> int:
-    """Run ``runcomfy ARGV`` in-process, off the event loop the simulator runs on."""
-    return await anyio.to_thread.run_sync(main, list(argv))
-
-
-def json_lines(text: str) -> list[dict[str, object]]:
-    """Parse stdout that must be one JSON object per line."""
-    lines = [json.loads(line) for line in text.splitlines()]
-    assert all(isinstance(obj, dict) for obj in lines)
-    return lines
-
-
-def one_error_line(stderr: str) -> str:
-    """The single ``error:`` line a failure prints, with no traceback anywhere."""
-    assert "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, stderr
-    return errors[0]
+    return point_at(sim, monkeypatch)
 
 
 # --- arguments and usage -------------------------------------------------------------------
