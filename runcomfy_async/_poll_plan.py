@@ -193,8 +193,10 @@ def plan_next(
         wait = _cold_wait(policy, elapsed, peers, rand)
         return Plan(now + wait, now + wait)
     if policy.learn and peers > 1 and state is JobState.IN_QUEUE and not drain:
-        # Queued side by side, drain unknown: spread out until a drain step is seen.
-        wait = _cold_wait(policy, now - since if since is not None else 0.0, peers, rand)
+        # Queued side by side, drain unknown: spread out (up to max_interval, so a drain
+        # step is soon seen) until one is.
+        elapsed = now - since if since is not None else 0.0
+        wait = min(policy.max_interval, _cold_wait(policy, elapsed, peers, rand))
         return Plan(now + wait, now + wait)
     wait = backoff_interval(policy, step, rand=rand)
     if policy.learn and state is JobState.IN_QUEUE and drain and position:

@@ -124,7 +124,7 @@ def test_queued_peers_without_a_drain_rate_spread_out() -> None:
     """Many queued jobs of a model with no drain rate poll at spread-out, sparser times."""
     alone = plan_next(POLICY, 1.0, state=JobState.IN_QUEUE, step=3, since=0.0, rand=0.5)
     draws = {
-        plan_next(POLICY, 1.0, state=JobState.IN_QUEUE, step=3, peers=400, since=0.0, rand=r).at
+        plan_next(POLICY, 1.0, state=JobState.IN_QUEUE, step=3, peers=400, since=0.9, rand=r).at
         for r in (0.0, 0.5, 0.99)
     }
     assert len(draws) == 3
