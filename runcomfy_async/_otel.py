@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._errors import JobCancelledError, JobFailedError, WaitTimeoutError
@@ -27,9 +27,11 @@ if TYPE_CHECKING:
     from ._wire import Result, Status
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import trace as otel_trace
 except ImportError:  # the extra is not installed: no telemetry, no cost
+    otel_context = None  # type: ignore[assignment]
     otel_metrics = None  # type: ignore[assignment]
     otel_trace = None  # type: ignore[assignment]
 
@@ -110,25 +112,36 @@ class Telemetry:
             facts.retries += 1
 
     async def traced(
-        self, model_id: str | None, request_id: str | None, call: Callable[[], Awaitable[Result]]
+        self, model_id: str | None, request_id: str | None, call: Awaitable[Result]
     ) -> Result:
-        """Run ``call`` (a run or a wait) in one ``runcomfy.run`` span."""
+        """Await ``call`` (a run or a wait) in one ``runcomfy.run`` span.
+
+        A span with an invalid context (no tracer provider set: the API's no-op tracer)
+        is not made current — it would parent nothing — so an untraced run pays for no
+        context manager or context switch, only its metrics.
+        """
         facts = RunFacts(request_id)
         reset = FACTS.set(facts)
         result: Result | None = None
         error: BaseException | None = None
-        with self.tracer.start_as_current_span(
-            "runcomfy.run", record_exception=False, set_status_on_exception=False
-        ) as span:
+        span = self.tracer.start_span("runcomfy.run")
+        token = None
+        if span.get_span_context().is_valid:
+            token = otel_context.attach(self._trace.set_span_in_context(span))
+        try:
+            result = await call
+            return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            FACTS.reset(reset)
             try:
-                result = await call()
-                return result
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                FACTS.reset(reset)
                 self._end(span, facts, model_id, result, error)
+            finally:
+                span.end()
+                if token is not None:
+                    otel_context.detach(token)
 
     def _end(
         self,

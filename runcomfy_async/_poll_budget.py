@@ -31,6 +31,7 @@ stop, and there is no ``aclose()``.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
@@ -38,7 +39,7 @@ import random
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Final
 
 import anyio
@@ -196,15 +197,29 @@ class AdaptiveRate:
         return True
 
 
-class _Waiter:
-    __slots__ = ("event", "gone", "granted", "key", "seq")
+class _Now:
+    """An awaitable that is True at once, without yielding to the loop."""
 
-    def __init__(self, key: float, seq: int) -> None:
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, bool]:
+        return True
+        yield  # a generator that ends before its first yield
+
+
+_NOW: Final = _Now()
+
+
+class _Waiter:
+    __slots__ = ("event", "gated", "gone", "granted", "key", "seq")
+
+    def __init__(self, key: float, seq: int, gated: bool) -> None:
         self.key = key
         self.seq = seq
         self.event = anyio.Event()
         self.granted = False
         self.gone = False
+        self.gated = gated  # a poll: also waits for one of the polls in flight to end
 
     def __lt__(self, other: _Waiter) -> bool:
         return (self.key, self.seq) < (other.key, other.seq)
@@ -221,6 +236,11 @@ class PollScheduler:
         rand: Draws jitter in ``[0, 1)``.
         tick: Due times are rounded up to a multiple of this (seconds); by default 20 ms
             on the real clock and none on an injected one.
+        max_polls_in_flight: Polls (:meth:`turn`) granted and not yet :meth:`done`, at
+            most: the session's connections to the API host. More would wait inside
+            aiohttp's pool, first come first served and each holding a whole request
+            (thousands of them at a big batch's end); here they wait in the line, most
+            overdue first, for a few hundred bytes each. None: no bound.
     """
 
     def __init__(
@@ -232,14 +252,20 @@ class PollScheduler:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
         tick: float | None = None,
+        max_polls_in_flight: int | None = None,
     ) -> None:
         self.policy = policy
+        self._max_polls = math.inf if max_polls_in_flight is None else max_polls_in_flight
+        self.polls_in_flight = 0
         self._tick = (_TICK if clock is time.monotonic else 0.0) if tick is None else tick
         self.run_times = RunTimes()
         self.clock = clock
         self.rand = rand
         self.backpressure = backpressure if backpressure is not None else Backpressure(clock)
-        self._sleep = sleep
+        # anyio.sleep on asyncio (aiohttp's only loop) is asyncio.sleep two coroutine
+        # frames deeper: every sleeping job of a big batch would hold those frames.
+        self._real_clock = sleep is anyio.sleep
+        self._sleep = asyncio.sleep if self._real_clock else sleep
         self.rate = AdaptiveRate(policy, clock())
         self._bucket = self.rate.bucket
         self._heap: list[_Waiter] = []
@@ -312,20 +338,30 @@ class PollScheduler:
         if event is not None:
             event.set()
 
-    async def sleep_until(self, at: float, model_id: str | None = None) -> bool:
-        """Sleep until ``at``; with a model, return False early when it learns a run time."""
+    def sleep_until(self, at: float, model_id: str | None = None) -> Awaitable[bool]:
+        """Sleep until ``at``; with a model, return False early when it learns a run time.
+
+        Not a coroutine itself: a job of a learned model sleeps in one ``asyncio.sleep``
+        with no frame of this method around it (a big batch holds thousands of them).
+        """
         if self._tick:
             at = math.ceil(at / self._tick) * self._tick
         delay = at - self.clock()
         if delay <= 0:
-            return True
+            return _NOW
         if model_id is None:
-            await self._sleep(delay)
-            return True
+            return asyncio.sleep(delay, True) if self._real_clock else self._slept(delay)
+        return self._sleep_or_learn(delay, model_id)
+
+    async def _slept(self, delay: float) -> bool:
+        await self._sleep(delay)
+        return True
+
+    async def _sleep_or_learn(self, delay: float, model_id: str) -> bool:
         event = self._learned.get(model_id)
         if event is None:
             event = self._learned[model_id] = anyio.Event()
-        if self._sleep is anyio.sleep:
+        if self._real_clock:
             # On the real clock one cancel scope does it: no task per sleeping job.
             with anyio.move_on_after(delay) as scope:
                 await event.wait()
@@ -354,7 +390,13 @@ class PollScheduler:
             key: Its priority among due requests: smaller goes first (default ``at``).
         """
         await self.sleep_until(at)
-        await self.acquire(at if key is None else min(key, at + _AGING))
+        await self.acquire(at if key is None else min(key, at + _AGING), poll=True)
+
+    def done(self) -> None:
+        """A poll granted by :meth:`turn` was answered, failed or given up."""
+        self.polls_in_flight -= 1
+        if self._heap:
+            self._dispatch()
 
     def _paused(self) -> float:
         return self.backpressure.remaining
@@ -368,41 +410,60 @@ class PollScheduler:
     def _dispatch(self) -> None:
         if self._paused() <= 0:
             now = self.clock()
-            while (top := self._top()) is not None and self._bucket.take(now):
+            while (top := self._top()) is not None and not self._gated(top):
+                if not self._bucket.take(now):
+                    break
                 heapq.heappop(self._heap)
                 top.granted = True
+                if top.gated:
+                    self.polls_in_flight += 1
                 top.event.set()
         top = self._top()
         if top is not None and self._timekeeper is None:
             top.event.set()  # wake it to keep time for the line
 
-    async def acquire(self, key: float | None = None) -> None:
-        """Wait until the budget allows one request now (``key``: smaller goes first)."""
+    def _gated(self, waiter: _Waiter) -> bool:
+        """Whether ``waiter`` is a poll held back by the polls in flight."""
+        return waiter.gated and self.polls_in_flight >= self._max_polls
+
+    async def acquire(self, key: float | None = None, *, poll: bool = False) -> None:
+        """Wait until the budget allows one request now (``key``: smaller goes first).
+
+        ``poll``: a status or result poll, bounded by ``max_polls_in_flight`` too; the
+        caller reports its end with :meth:`done`.
+        """
         if key is None:
             key = self.clock()
-        if self._top() is None and self._paused() <= 0 and self._bucket.take(self.clock()):
+        free = not poll or self.polls_in_flight < self._max_polls
+        if free and self._top() is None and self._paused() <= 0 and self._bucket.take(self.clock()):
+            if poll:
+                self.polls_in_flight += 1
             return
-        waiter = _Waiter(key, next(self._seq))
+        waiter = _Waiter(key, next(self._seq), poll)
         heapq.heappush(self._heap, waiter)
         try:
             while True:
                 self._dispatch()
                 if waiter.granted:
                     return
-                if self._timekeeper is None:
+                top = self._top()
+                if self._timekeeper is None and not (top is not None and self._gated(top)):
                     self._timekeeper = waiter
                     try:
                         await self._sleep(max(self._paused(), self._bucket.wait_time(self.clock())))
                     finally:
                         self._timekeeper = None
                 else:
-                    waiter.event = anyio.Event()
+                    if waiter.event.is_set():
+                        waiter.event = anyio.Event()
                     await waiter.event.wait()
         except BaseException:
             # Cancelled while waiting: leave the line, and hand back a token that was
             # granted but never used, so the budget is not spent on nothing.
             if waiter.granted:
                 self._bucket.refund()
+                if poll:
+                    self.polls_in_flight -= 1
             waiter.gone = True
             raise
         finally:

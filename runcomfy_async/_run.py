@@ -100,12 +100,11 @@ class Runner:
         left of the deadline, and at least one poll.
         """
         started = time.monotonic()
-        response = await self.submit(model_id, body, timeout=timeout)
+        # Only the id is kept through the wait (not the submit's answer and its URLs).
+        request_id = (await self.submit(model_id, body, timeout=timeout)).request_id
         if timeout is not None:
             timeout = max(timeout - (time.monotonic() - started), _MIN_WAIT)
-        return await self.wait(
-            response.request_id, model_id, timeout=timeout, cancel_on_exit=cancel_on_exit
-        )
+        return await self.wait(request_id, model_id, timeout=timeout, cancel_on_exit=cancel_on_exit)
 
     async def submit(
         self,

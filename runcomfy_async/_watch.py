@@ -39,7 +39,7 @@ from ._errors import (
 from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
 from ._poll_plan import plan_next
 from ._retry import is_transient, retry_after_of
-from ._wire import JobState, Result, Status
+from ._wire import JobState, Result, Status, status_of
 
 if TYPE_CHECKING:
     from ._poll_budget import PollScheduler
@@ -59,14 +59,16 @@ _REFUSALS: Final = (AuthenticationError, NotFoundError, PermissionDeniedError)
 _RESULT_STREAK: Final = 3
 
 
-def _as_status(result: Result) -> Status:
-    """A /result poll's answer seen as a status (the state in /status's words)."""
-    word = result.raw_status if result.status is JobState.UNKNOWN else result.status.value
-    return Status(request_id=result.request_id, status=word)
-
-
 class Watcher:
     """One job's polling state: what was seen, what was yielded, when to ask next."""
+
+    # Slots: a batch holds one watcher per job in flight (10,000 in a big gather).
+    __slots__ = tuple(
+        "__weakref__ _answered_at _failures _flips _last_exc _left_queue_lo _polls"  # noqa: SIM905
+        " _position_seen _presumed _races _result_failures _result_streak _retry_after"
+        " _running_since _shown _since _started _step _unknown_words deadline done last"
+        " model_id request_id routes scheduler state timeout".split()
+    )
 
     def __init__(
         self,
@@ -91,7 +93,7 @@ class Watcher:
         self.state: JobState | None = None
         self.done = False
         self._shown: tuple[JobState, int | str | None] | None = None
-        self._unknown_words: set[str] = set()
+        self._unknown_words: set[str] | None = None  # made on the first unknown word
         self._polls = 0
         self._step = 0
         self._failures = 0
@@ -184,7 +186,7 @@ class Watcher:
             return []
         result = status if isinstance(status, Result) else None
         if isinstance(status, Result):
-            status = _as_status(status)
+            status = status_of(status)
         events = self._observe(status, sent)
         if status.state.is_terminal:
             terminal = await self._conclude(result)
@@ -222,11 +224,9 @@ class Watcher:
         sent = sched.clock()
         self._polls += 1
         on_result = self._finishing()
+        poll = self.routes.poll_result if on_result else self.routes.poll_status
         try:
-            if on_result:
-                answer: Status | Result = await self.routes.poll_result(self.request_id)
-            else:
-                answer = await self.routes.poll_status(self.request_id)
+            answer: Status | Result = await poll(self.request_id)
         except RunComfyError as exc:
             if isinstance(exc, RateLimitError):
                 sched.refused(sent, retry_after_of(exc))
@@ -237,6 +237,8 @@ class Watcher:
                 return None, sent
             self._absorb(exc)
             return None, sent
+        finally:
+            sched.done()  # answered, failed or cancelled: the next poll may go
         sched.answered()
         if on_result:
             self._result_streak += 1
@@ -292,14 +294,15 @@ class Watcher:
             return [Queued(position=status.queue_position, request_id=rid, observed_at=seen)]
         if state is JobState.IN_PROGRESS:
             return [InProgress(request_id=rid, observed_at=seen)]
-        if status.status in self._unknown_words:
+        if self._unknown_words is None:
+            self._unknown_words = set()
+        elif status.status in self._unknown_words:
             return []
         self._unknown_words.add(status.status)
         logger.warning(
-            "request %s reports status %r, which the API does not document; "
-            "treating it as still running",
-            self.request_id,
-            status.status,
+            "request %s reports status %r, which the API does not document; treating it"
+            " as still running",
+            *(self.request_id, status.status),
         )
         return [UnknownStatus(status=status.status, request_id=rid, observed_at=seen)]
 

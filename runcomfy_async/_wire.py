@@ -402,6 +402,12 @@ def decode_result(body: bytes) -> Result:
     )
 
 
+def status_of(result: Result) -> Status:
+    """A /result poll's answer seen as a status (the state in /status's words)."""
+    word = result.raw_status if result.status is JobState.UNKNOWN else result.status.value
+    return Status(request_id=result.request_id, status=word)
+
+
 def decode_cancel(body: bytes, request_id: str) -> CancelResult:
     """Decode a cancel answer, defensively: the documented example is not valid JSON."""
     try:
