@@ -24,17 +24,24 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:
             script=None if script is None else JobScript(**script), **options
         ) as sim:
             conn.send((sim.url, sim.token))
-            while (command := await anyio.to_thread.run_sync(conn.recv)) == "stats":
-                stats = sim.stats
-                conn.send(
-                    {
-                        "requests_by_route": stats.requests_by_route,
-                        "jobs_created": stats.jobs_created,
-                        "max_concurrent_connections": stats.max_concurrent_connections,
-                        "rate_limited": stats.rate_limited,
-                    }
-                )
-            assert command == "stop"
+            while (command := await anyio.to_thread.run_sync(conn.recv)) != "stop":
+                if command == "stats":
+                    stats = sim.stats
+                    conn.send(
+                        {
+                            "requests_by_route": stats.requests_by_route,
+                            "jobs_created": stats.jobs_created,
+                            "max_concurrent_connections": stats.max_concurrent_connections,
+                            "rate_limited": stats.rate_limited,
+                        }
+                    )
+                else:  # ("routes", start): each job's route sequence in log[start:]
+                    _, start = command
+                    log = sim.log
+                    sequences: dict[str | None, list[str]] = {}
+                    for record in log[start:]:
+                        sequences.setdefault(record.request_id, []).append(record.route)
+                    conn.send((len(log), [tuple(s) for k, s in sequences.items() if k]))
 
     anyio.run(main)
 
@@ -70,3 +77,9 @@ class SimProcess:
         self._conn.send("stats")
         stats: dict[str, Any] = self._conn.recv()
         return stats
+
+    def routes(self, start: int = 0) -> tuple[int, list[tuple[str, ...]]]:
+        """The log's length now, and each job's route sequence among records ``start:``."""
+        self._conn.send(("routes", start))
+        answer: tuple[int, list[tuple[str, ...]]] = self._conn.recv()
+        return answer

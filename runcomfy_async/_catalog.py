@@ -31,11 +31,19 @@ class Catalog:
     Args:
         routes: The session's routes.
         page_size: Entries asked for per page of a listing.
+        shared_with: Another catalog whose cache this one shares (a view's).
     """
 
-    def __init__(self, routes: Routes, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        routes: Routes,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        shared_with: Catalog | None = None,
+    ) -> None:
         self._routes = routes
-        self._entries: dict[str, ModelInfo] = {}
+        # A view's catalog fetches with the view's token into the session's one cache.
+        self._entries: dict[str, ModelInfo] = {} if shared_with is None else shared_with._entries
         self._page_size = page_size
 
     async def info(self, model_id: str) -> ModelInfo:

@@ -86,7 +86,12 @@ class Telemetry:
         assert otel_trace is not None and otel_metrics is not None
         self._trace = otel_trace
         self.tracer = (tracer_provider or otel_trace.get_tracer_provider()).get_tracer(_SCOPE)
-        meter = (meter_provider or otel_metrics.get_meter_provider()).get_meter(_SCOPE)
+        provider = meter_provider or otel_metrics.get_meter_provider()
+        meter = provider.get_meter(_SCOPE)
+        # The API's stand-in until an SDK's provider is set: metrics sent to it go nowhere,
+        # so the per-request hook skips them (and its label dict) while it is in place.
+        idle = meter_provider is None and type(provider).__name__ == "_ProxyMeterProvider"
+        self._idle_meters: object = provider if idle else None
         self.jobs = meter.create_counter("runcomfy.jobs", unit="{job}", description="Jobs ended")
         self.requests = meter.create_counter(
             "runcomfy.requests", unit="{request}", description="API requests by route and status"
@@ -101,6 +106,9 @@ class Telemetry:
 
     def on_response(self, route: str, status: int) -> None:
         """Every API answer (``status`` 0: none arrived)."""
+        idle = self._idle_meters
+        if idle is not None and otel_metrics.get_meter_provider() is idle:
+            return
         self.requests.add(1, {"runcomfy.route": route, "http.response.status_code": status})
         if status == 429:
             self.rate_limited.add(1, {"runcomfy.route": route})

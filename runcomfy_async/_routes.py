@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Final, TypeVar
 
 import anyio
@@ -117,12 +118,15 @@ class Routes:
         budgeted: bool = False,
     ) -> Response:
         """One idempotent call (a read, or a cancel), retried on anything transient."""
-
-        async def attempt() -> Response:
-            return await self.transport.request(
-                method, path, route=route, request_id=request_id, params=params, body=body
-            )
-
+        attempt = partial(
+            self.transport.request,
+            method,
+            path,
+            route=route,
+            request_id=request_id,
+            params=params,
+            body=body,
+        )
         return await retrying(
             attempt,
             policy=self.retry,
@@ -179,7 +183,8 @@ class Routes:
     async def poll_status(self, request_id: str) -> Status:
         """GET the status once, after any session-wide 429 pause; no retry."""
         route = ROUTES["status"]
-        await self.backpressure.wait()
+        if self.backpressure.remaining > 0:
+            await self.backpressure.wait()
         response = await self.transport.request(
             "GET", f"/v1/requests/{request_id}/status", route=route, request_id=request_id
         )
@@ -189,7 +194,8 @@ class Routes:
         """GET the result once as a poll (it answers the state while unfinished); no retry."""
         route = ROUTES["result"]
         with_cost = self.include_cost if include_cost is None else include_cost
-        await self.backpressure.wait()
+        if self.backpressure.remaining > 0:
+            await self.backpressure.wait()
         response = await self.transport.request(
             "GET",
             f"/v1/requests/{request_id}/result",

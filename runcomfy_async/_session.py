@@ -125,9 +125,9 @@ class Session:
             budget=parts[1],
         )
         self.scheduler = parts[1]
-        self.catalog = Catalog(self.routes)  # a view's fetches carry the view's token …
-        if self.root is not None:  # … into the one cache of the session
-            self.catalog._entries = self.root.catalog._entries
+        self.catalog: Catalog = Catalog(
+            self.routes, shared_with=None if self.root is None else self.root.catalog
+        )
         self.submitter = SpendingSubmitter(
             self.routes,
             max_in_flight=root._limits.max_submits_in_flight,

@@ -206,29 +206,37 @@ class StreamResponse:
                 yield chunk
 
 
+_FAILURES: Final = (aiohttp.ClientError, OSError, TimeoutError)
+
+
+def _translated(exc: BaseException, route: str, request_id: str | None) -> TransportError:
+    """Our error for an aiohttp failure, socket error or timeout (``_FAILURES``)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimeoutError(
+            f"connection timed out ({exc.__class__.__name__})", route=route, request_id=request_id
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(
+            f"could not connect to {exc.host}:{exc.port} ({exc.os_error.__class__.__name__})",
+            route=route,
+            request_id=request_id,
+        )
+    if isinstance(exc, aiohttp.SocketTimeoutError | aiohttp.ServerTimeoutError | TimeoutError):
+        return ReadTimeoutError(
+            "no answer within the read timeout", route=route, request_id=request_id
+        )
+    return NetworkError(
+        f"connection broke ({exc.__class__.__name__})", route=route, request_id=request_id
+    )
+
+
 @contextlib.contextmanager
 def _mapped(route: str, request_id: str | None) -> Iterator[None]:
     """Translate aiohttp's exceptions into ours, at exactly this boundary."""
     try:
         yield
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise ConnectTimeoutError(
-            f"connection timed out ({exc.__class__.__name__})", route=route, request_id=request_id
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectError(
-            f"could not connect to {exc.host}:{exc.port} ({exc.os_error.__class__.__name__})",
-            route=route,
-            request_id=request_id,
-        ) from exc
-    except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
-        raise ReadTimeoutError(
-            "no answer within the read timeout", route=route, request_id=request_id
-        ) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise NetworkError(
-            f"connection broke ({exc.__class__.__name__})", route=route, request_id=request_id
-        ) from exc
+    except _FAILURES as exc:
+        raise _translated(exc, route, request_id) from exc
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, route: str, request_id: str | None) -> bytes:
@@ -276,7 +284,8 @@ class Transport:
         trust_env: bool = True,
     ) -> None:
         self._base = check_base_url(base_url)
-        self._auth = AuthHeader(f"Bearer {token}")
+        self._prefix = self._base.path.rstrip("/")
+        self._set_auth(token)
         self._limits = limits
         self._trust_env = trust_env
         self._api_proxy = env_proxy(self._base.scheme, self._base.host or "") if trust_env else None
@@ -286,6 +295,15 @@ class Transport:
         #: Told of every API answer's route and status (0: none arrived); telemetry.
         self.on_response: Callable[[str, int], None] | None = None
         self._set_timeouts(timeouts)
+
+    def _set_auth(self, token: str) -> None:
+        # Built once: every API request sends one of these two (aiohttp copies them).
+        self._auth = AuthHeader(f"Bearer {token}")
+        self._headers = {"Authorization": self._auth}
+        self._body_headers = {**self._headers, "Content-Type": "application/json"}
+        secret = self._auth.secret
+        self._secret = secret
+        self._secret_bytes = secret.encode() if secret is not None else None
 
     def _set_timeouts(self, timeouts: Timeouts) -> None:
         # aiohttp's 300 s total default must never apply: total=None. ``connect`` is left
@@ -317,7 +335,7 @@ class Transport:
         view._owner = self._owner or self
         view._session = None
         if token is not None:
-            view._auth = AuthHeader(f"Bearer {token}")
+            view._set_auth(token)
         if timeouts is not None:
             view._set_timeouts(timeouts)
         return view
@@ -366,36 +384,32 @@ class Transport:
                 and a redirect (never followed: it could carry the token elsewhere).
         """
         session = self._get_session()
-        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=False)
-        headers: dict[str, str] = {"Authorization": self._auth}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        url = self._base.with_path(self._prefix + path, encoded=False)
         try:
-            with _mapped(route, request_id):
-                async with session.request(
-                    method,
-                    url,
-                    data=body,
-                    params=params,
-                    headers=headers,
-                    allow_redirects=False,
-                    proxy=self._api_proxy,
-                    timeout=self._api_timeout,  # a view's own, on the shared session
-                ) as resp:
-                    payload = await _read_capped(resp, route, request_id)
-                    status = resp.status
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    location = resp.headers.get("Location")
-        except TransportError:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                params=params,
+                headers=self._headers if body is None else self._body_headers,
+                allow_redirects=False,
+                proxy=self._api_proxy,
+                timeout=self._api_timeout,  # a view's own, on the shared session
+            ) as resp:
+                payload = await _read_capped(resp, route, request_id)
+                status = resp.status
+                headers = resp.headers  # read below only for an error answer
+        except _FAILURES as exc:
+            error = _translated(exc, route, request_id)
             if self.on_response is not None:
                 self.on_response(route, 0)
-            raise
+            raise error from exc
         if self.on_response is not None:
             self.on_response(route, status)
-        secret = self._auth.secret
-        if secret is not None and secret.encode() in payload:
+        secret = self._secret
+        if self._secret_bytes is not None and self._secret_bytes in payload:
             # The server echoed the token: keep it out of every struct, message and log.
-            payload = payload.replace(secret.encode(), REDACTED.encode())
+            payload = payload.replace(self._secret_bytes, REDACTED.encode())
         if 200 <= status < 300:
             if accept_2xx:
                 return Response(status=status, body=payload)
@@ -406,11 +420,12 @@ class Transport:
             if envelope is None or envelope.error_code is None:
                 return Response(status=status, body=payload)
         elif 300 <= status < 400:
+            location = redact(headers.get("Location"), secret)
             raise UnexpectedResponseError(
                 route=route,
                 status=status,
                 request_id=request_id,
-                error_message=f"redirect to {redact(location, secret)!r} not followed",
+                error_message=f"redirect to {location!r} not followed",
             )
         else:
             envelope = decode_error_envelope(payload)
@@ -419,7 +434,7 @@ class Transport:
             envelope=envelope,
             route=route,
             request_id=request_id,
-            retry_after=retry_after,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
             secret=secret,
         )
 
