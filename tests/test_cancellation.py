@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 import pytest
 
 from runcomfy_async import Client, RunComfyError, WaitTimeoutError
@@ -27,6 +26,7 @@ from runcomfy_async import _journal as journal_module
 from runcomfy_async._journal import EntryState, Journal
 from runcomfy_async.testing import Fault, FaultKind, Simulator
 
+from ._money_support import SlowCommits, billed_per_prompt
 from .conftest import FAST_POLL, FAST_RETRY, GOOD_INPUTS, STUCK, WAN25
 
 pytestmark = pytest.mark.anyio
@@ -38,17 +38,6 @@ PROMPT = 0.25
 def item(i: int) -> dict[str, object]:
     """Inputs of item ``i`` (the prompt tells items apart in the simulator's log)."""
     return {**GOOD_INPUTS, "prompt": f"item {i}"}
-
-
-def billed_per_prompt(sim: Simulator) -> Counter[str]:
-    """Jobs created per item that were not cancelled (a cancelled queued job costs nothing)."""
-    billed: Counter[str] = Counter()
-    for record in sim.log:
-        rid = record.request_id
-        submitted = record.route == "submit" and record.status == 200 and rid is not None
-        if submitted and sim.job(str(rid)).state != "cancelled":
-            billed[msgspec.json.decode(record.body or b"{}")["prompt"]] += 1
-    return billed
 
 
 def states(db: Path) -> Counter[str]:
@@ -245,21 +234,6 @@ async def cancelled_at_random_then_rerun(
 async def test_random_cancellations_then_rerun(sim: Simulator, db: Path) -> None:
     """1,000 keyed runs cancelled at random moments, all kinds; the rerun pays once per key."""
     await cancelled_at_random_then_rerun(sim, db, 1000, seed=1000)
-
-
-class SlowCommits:
-    """A connection whose commits take 50 ms (a network disk)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if sql == "COMMIT":
-            time.sleep(0.05)
-        return self._conn.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
 
 
 async def test_random_cancellations_with_slow_commits(

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,27 +15,13 @@ from runcomfy_async import _journal as journal_module
 from runcomfy_async._journal import EntryState, Journal, encode_inputs
 from runcomfy_async.testing import Fault, FaultKind, Simulator
 
+from ._money_support import SlowCommits
 from .conftest import FAST_RETRY, GOOD_INPUTS, WAN25
 
 pytestmark = pytest.mark.anyio
 
 MODEL = WAN25
 INPUTS = encode_inputs(GOOD_INPUTS)
-
-
-class SlowCommits:
-    """A connection whose commits take 50 ms (a network disk)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if sql == "COMMIT":
-            time.sleep(0.05)
-        return self._conn.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
 
 
 async def test_task_cancel_mid_batch_strands_nothing(

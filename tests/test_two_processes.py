@@ -20,6 +20,7 @@ from runcomfy_async import Client
 from runcomfy_async.testing import JobScript, Simulator
 
 from ._crash_batch import POLL, inputs_for, key_for
+from ._money_support import billed_per_prompt
 from .conftest import FAST_RETRY, WAN25
 from .test_crash import ITEMS, command, environment
 
@@ -27,17 +28,6 @@ pytestmark = pytest.mark.anyio
 
 FINISHED, CANCELLED = 10, 10
 STUCK = JobScript(queue_polls=10**9)
-
-
-def billed_per_prompt(sim: Simulator) -> Counter[str]:
-    """Jobs created per item that were not cancelled (a cancelled queued job costs nothing)."""
-    billed: Counter[str] = Counter()
-    for record in sim.log:
-        rid = record.request_id
-        submitted = record.route == "submit" and record.status == 200 and rid is not None
-        if submitted and sim.job(str(rid)).state != "cancelled":
-            billed[msgspec.json.decode(record.body or b"{}")["prompt"]] += 1
-    return billed
 
 
 async def prepare(sim: Simulator, db: Path) -> None:
