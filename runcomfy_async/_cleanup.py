@@ -19,7 +19,13 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Final
 
-__all__ = ["DEFAULT_CANCEL_GRACE", "DEFAULT_CLEANUP_TIMEOUT", "CleanupTasks", "await_briefly"]
+__all__ = [
+    "DEFAULT_CANCEL_GRACE",
+    "DEFAULT_CLEANUP_TIMEOUT",
+    "CleanupTasks",
+    "await_briefly",
+    "wait_uncancelled",
+]
 
 logger: Final = logging.getLogger("runcomfy_async")
 
@@ -55,7 +61,7 @@ class CleanupTasks:
     async def aclose(self) -> None:
         """Wait for every cleanup task (each is bounded), even while being cancelled."""
         while pending := {task for task in self._tasks if not task.done()}:
-            await _wait_uncancelled(pending)
+            await wait_uncancelled(*pending)
 
 
 async def _bounded(work: Awaitable[None], what: str, timeout: float) -> None:
@@ -68,11 +74,15 @@ async def _bounded(work: Awaitable[None], what: str, timeout: float) -> None:
         logger.exception("cleanup (%s) failed", what)
 
 
-async def _wait_uncancelled(tasks: set[asyncio.Task[None]]) -> None:
+async def wait_uncancelled(*futures: asyncio.Future[Any]) -> None:
+    """Wait for ``futures`` even while being cancelled; re-raise the cancellation after.
+
+    ``asyncio.wait`` never cancels what it waits for, so the work always completes.
+    """
     cancelled: asyncio.CancelledError | None = None
-    while not all(task.done() for task in tasks):
+    while not all(future.done() for future in futures):
         try:
-            await asyncio.wait(tasks)
+            await asyncio.wait(futures)
         except asyncio.CancelledError as exc:
             cancelled = exc
     if cancelled is not None:

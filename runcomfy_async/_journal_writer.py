@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import Final, TypeVar, cast
 
+from ._cleanup import wait_uncancelled
 from ._errors import JournalError
 
 __all__ = ["JournalWriter"]
@@ -102,7 +103,7 @@ class JournalWriter:
         stop = _Op(None, asyncio.get_running_loop())
         self._queue.put(stop)
         # Queued last, after every write already queued: once it is done, so are they.
-        await _await_uncancelled(stop.future)
+        await wait_uncancelled(stop.future)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the connection in the next batch; return once it is committed.
@@ -221,18 +222,6 @@ class JournalWriter:
                 conn.close()
             except sqlite3.Error as exc:
                 logger.error("journal %s: close failed: %s", self.path, exc)
-
-
-async def _await_uncancelled(future: asyncio.Future[object]) -> None:
-    """Wait for ``future`` even while being cancelled; re-raise the cancellation after."""
-    cancelled: asyncio.CancelledError | None = None
-    while not future.done():
-        try:
-            await asyncio.shield(future)
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-    if cancelled is not None:
-        raise cancelled
 
 
 def _wrap(exc: BaseException, path: str) -> BaseException:

@@ -14,7 +14,7 @@ attempt waits its turn and reports its answer, so a 429 on any of them teaches i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Final, TypeVar
 
@@ -84,6 +84,17 @@ def _mine(answer: _Answer, *, route: str, response: Response, request_id: str) -
         request_id=request_id,
         error_message=f"the answer is for another request ({answer.request_id[:128]!r})",
     )
+
+
+def _decoded(
+    decode: Callable[[bytes], _Answer], response: Response, route: str, request_id: str
+) -> _Answer:
+    """Decode a job's answer; unreadable, or about another job, is ``UnexpectedResponseError``."""
+    try:
+        answer = decode(response.body)
+    except (msgspec.MsgspecError, ValueError) as exc:
+        raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
+    return _mine(answer, route=route, response=response, request_id=request_id)
 
 
 class Routes:
@@ -206,18 +217,10 @@ class Routes:
         return self._decode_result(response, route, request_id)
 
     def _decode_result(self, response: Response, route: str, request_id: str) -> Result:
-        try:
-            result = decode_result(response.body)
-        except msgspec.MsgspecError as exc:
-            raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
-        return _mine(result, route=route, response=response, request_id=request_id)
+        return _decoded(decode_result, response, route, request_id)
 
     def _decode_status(self, response: Response, route: str, request_id: str) -> Status:
-        try:
-            status = decode_status(response.body)
-        except msgspec.MsgspecError as exc:
-            raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
-        return _mine(status, route=route, response=response, request_id=request_id)
+        return _decoded(decode_status, response, route, request_id)
 
     async def result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
         """GET the result (no waiting), retrying transient failures."""
@@ -244,11 +247,7 @@ class Routes:
             body=b"{}",
             budgeted=True,
         )
-        try:
-            answer = decode_cancel(response.body, request_id)
-        except (msgspec.MsgspecError, ValueError) as exc:
-            raise unreadable(exc, route=route, response=response, request_id=request_id) from exc
-        return _mine(answer, route=route, response=response, request_id=request_id)
+        return _decoded(partial(decode_cancel, request_id=request_id), response, route, request_id)
 
     async def list_models(self, params: Mapping[str, str]) -> ModelPage:
         """GET one page of the catalog listing."""
