@@ -19,7 +19,8 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from ._wire import Result
+from ._errors import JobCancelledError, JobFailedError
+from ._wire import JobState, Result
 
 __all__ = [
     "Cancelled",
@@ -29,6 +30,8 @@ __all__ = [
     "InProgress",
     "Queued",
     "UnknownStatus",
+    "outcome",
+    "terminal_event",
 ]
 
 
@@ -87,3 +90,34 @@ class UnknownStatus(_Event, frozen=True):
 
 
 Event: TypeAlias = Queued | InProgress | Completed | Failed | Cancelled | UnknownStatus
+
+
+def terminal_event(
+    result: Result, request_id: str, observed_at: datetime
+) -> Completed | Failed | Cancelled | None:
+    """The event a finished job's result ends its watch with; None if it says unfinished."""
+    if result.status is JobState.SUCCEEDED:
+        return Completed(result=result, request_id=request_id, observed_at=observed_at)
+    if result.status is JobState.FAILED:
+        return Failed(
+            result=result, error=result.error, request_id=request_id, observed_at=observed_at
+        )
+    if result.status is JobState.CANCELLED:
+        return Cancelled(request_id=request_id, observed_at=observed_at)
+    return None
+
+
+def outcome(event: Event) -> Result | None:
+    """The result of a terminal event (raising for failure); None for other events.
+
+    Raises:
+        JobFailedError: The event is :class:`Failed`.
+        JobCancelledError: The event is :class:`Cancelled`.
+    """
+    if isinstance(event, Completed):
+        return event.result
+    if isinstance(event, Failed):
+        raise JobFailedError(event.result)
+    if isinstance(event, Cancelled):
+        raise JobCancelledError(event.request_id)
+    return None

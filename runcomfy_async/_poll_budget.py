@@ -8,7 +8,7 @@ polls, result fetches and cancels alike — from a token bucket whose rate
 :class:`AdaptiveRate` *finds*: there is no fixed ceiling the server does not impose.
 
 The rate starts at ``start_requests_per_second`` and, while requests wait for it and the
-answers are good, grows quickly (doubling about every tenth of a second of good answers)
+answers are good, grows quickly (doubling about every 20 ms of good answers)
 until the first 429; then it drops to what the server was seen to answer well in the last
 second (never above 0.85 of the rate it had), and from there creeps up by 0.1 % per good
 answer, probing again; after a quiet spell of ``_QUIET`` seconds without a 429 it regains
@@ -54,10 +54,10 @@ __all__ = ["AdaptiveRate", "PollScheduler", "TokenBucket"]
 _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
 _EPSILON: Final = 1e-9  # refill rounding must not leave a token at 0.9999999 for ever
 _AGING: Final = 5.0  # a due request's key is never later than this after it fell due
-_SLOW_START_GAIN: Final = 10.0  # req/s added per good answer before the first 429
+_SLOW_START_GAIN: Final = 40.0  # req/s added per good answer before the first 429
 _PROBE_GAIN: Final = 0.001  # relative growth per good answer after it
 _DROP: Final = 0.85  # a 429 leaves at most this fraction of the rate
-_FLOOR: Final = 0.1  # … and at least this fraction (a bad measurement must not zero it)
+_FLOOR: Final = 0.02  # … and at least this fraction (a bad measurement must not zero it)
 _MIN_RATE: Final = 0.2  # requests a second, whatever the server says
 _CAP_FLOOR: Final = 0.1  # under a hard cap, the rate never falls below this fraction of it
 _QUIET: Final = 2.0  # seconds without a 429 after which the rate recovers faster …
@@ -273,6 +273,7 @@ class PollScheduler:
         self._seq = itertools.count()
         self._cold: dict[tuple[str, bool], weakref.WeakSet[object]] = {}
         self._learned: dict[str, anyio.Event] = {}
+        self._leaders: dict[str, tuple[weakref.ref[object], float]] = {}
         self.result_polls = True  # cleared if /result refuses to answer an unfinished job
 
     @property
@@ -322,6 +323,22 @@ class PollScheduler:
             peers = self._cold[key] = weakref.WeakSet()
         peers.add(watcher)
         return len(peers)
+
+    def cold_leader(self, model_id: str | None, watcher: object, start: float) -> bool:
+        """Whether ``watcher`` leads its model's running jobs with no run time learned:
+        the earliest started (``start``) of them, whose finish is likely the batch's first."""
+        peers = self._cold.get((model_id, False)) if model_id is not None else None
+        if peers is None or len(peers) < 2 or watcher not in peers:
+            return False
+        held = self._leaders.get(model_id)  # type: ignore[arg-type]
+        if held is not None:
+            other = held[0]()
+            if other is watcher:
+                return True
+            if other is not None and other in peers and held[1] <= start:
+                return False
+        self._leaders[model_id] = (weakref.ref(watcher), start)  # type: ignore[index]
+        return True
 
     def record_run(self, model_id: str, shortest: float, longest: float) -> None:
         """Learn a run time, and wake the model's unlearned jobs to re-plan with it."""

@@ -37,6 +37,7 @@ __all__ = [
     "backoff_interval",
     "finish_interval",
     "plan_next",
+    "run_bounds",
     "settle_interval",
 ]
 
@@ -51,6 +52,11 @@ _WINDOW_POLLS: Final = 4  # a wide window is crossed in this many polls (or sett
 #: often, and a learned window this narrow gets a single poll.
 _SETTLE_FRACTION: Final = 0.4
 _SETTLE_SLACK: Final = 1.2
+#: A first sample's window is padded by this fraction of the run time (less with more
+#: samples): the next jobs may run a little longer, but a wide pad delays every poll
+#: aimed at the window's end.
+_ALLOWANCE: Final = 0.02
+_LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
 _QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-rate wait
 
 
@@ -92,6 +98,15 @@ def _cold_wait(policy: PollPolicy, elapsed: float, peers: int, rand: float) -> f
     elapsed = max(policy.first_interval, elapsed)
     cap = min(policy.max_learned_interval, policy.max_interval * peers)
     return min(cap, elapsed * (float(growth ** (0.5 + rand)) - 1.0))
+
+
+def _lead_wait(policy: PollPolicy, elapsed: float, peers: int) -> float:
+    """The wait of the batch's leader: its earliest-started unlearned job, likely the
+    first to finish, polled at a fraction of its run so far that shrinks with the batch
+    (down to ``finish_fraction``), so the batch learns soon after that first finish and
+    the leader's polls cost each job well under one request."""
+    fraction = max(policy.finish_fraction, _LEAD_POLLS / peers)
+    return max(policy.min_finish_interval, elapsed * fraction)
 
 
 def finish_interval(policy: PollPolicy, estimate: RunEstimate) -> float:
@@ -160,6 +175,7 @@ def plan_next(
     estimate: RunEstimate | None = None,
     drain: float | None = None,
     peers: int = 1,
+    leader: bool = False,
     since: float | None = None,
     rand: float = 0.0,
 ) -> Plan:
@@ -190,7 +206,10 @@ def plan_next(
         return _plan_learned(policy, now, started, estimate, rand)
     if policy.learn and peers > 1 and estimate is None and state in _RUNNING:
         elapsed = now - started[0] if started else 0.0
-        wait = _cold_wait(policy, elapsed, peers, rand)
+        if leader:
+            wait = _jittered(policy, _lead_wait(policy, elapsed, peers), rand)
+        else:
+            wait = _cold_wait(policy, elapsed, peers, rand)
         return Plan(now + wait, now + wait)
     if policy.learn and peers > 1 and state is JobState.IN_QUEUE and not drain:
         # Queued side by side, drain unknown: spread out (up to max_interval, so a drain
@@ -243,6 +262,33 @@ def _plan_learned(
         cap = max(policy.finish_interval, step, min(policy.max_interval, (now - last) / 2))
         wait = _jittered(policy, min(cap, max(step, now - first)), rand)
     return Plan(now + wait, key)
+
+
+def run_bounds(
+    started: tuple[float, float],
+    running_since: float,
+    answered_at: float,
+    submitted: float | None,
+    server_run: float | None,
+) -> tuple[float, float]:
+    """The shortest and longest a finished job can have run, in seconds.
+
+    From the polls alone: it started within ``started`` and was still running when the
+    poll sent at ``running_since`` was answered; it was done by ``answered_at``. When the
+    server said when the job was created and finished (``server_run`` seconds apart, on
+    its clock) and the job's submit time is known, the end is exact and only the start is
+    uncertain — within ``started``, counted from the submit — which is far tighter than
+    the polls (a job last seen running a second before its end taught "a second or
+    more"). Bounds that disagree (a server clock that lies) are ignored.
+    """
+    start_lo, start_hi = started
+    shortest, longest = max(0.0, running_since - start_hi), answered_at - start_lo
+    if submitted is not None and server_run is not None and server_run >= 0:
+        low = server_run - (start_hi - submitted)
+        high = server_run - (start_lo - submitted)
+        if low <= longest and shortest <= high:
+            shortest, longest = max(shortest, low), min(longest, high)
+    return shortest, longest
 
 
 class RunTimes:
@@ -309,7 +355,7 @@ def _estimate(samples: deque[tuple[float, float]]) -> RunEstimate:
         return RunEstimate(low, high, n)
     mids = sorted((lo + hi) / 2 for lo, hi in samples)
     halfwidth = sum(hi - lo for lo, hi in samples) / (2 * n)
-    pad = halfwidth / 2 + 0.05 * (sum(mids) / n) / n
+    pad = halfwidth / 2 + _ALLOWANCE * (sum(mids) / n) / n
     lo_mid = mids[int(0.05 * n)]
     hi_mid = mids[max(0, math.ceil(0.95 * n) - 1)]
     return RunEstimate(max(0.0, lo_mid - pad), hi_mid + pad, n)

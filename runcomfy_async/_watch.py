@@ -27,8 +27,6 @@ import anyio
 
 from ._errors import (
     AuthenticationError,
-    JobCancelledError,
-    JobFailedError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -36,8 +34,8 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from ._events import Cancelled, Completed, Event, Failed, InProgress, Queued, UnknownStatus
-from ._poll_plan import plan_next
+from ._events import Completed, Event, InProgress, Queued, UnknownStatus, outcome, terminal_event
+from ._poll_plan import plan_next, run_bounds
 from ._retry import is_transient, retry_after_of
 from ._wire import JobState, Result, Status, status_of
 
@@ -66,7 +64,7 @@ class Watcher:
     __slots__ = tuple(
         "__weakref__ _answered_at _failures _flips _last_exc _left_queue_lo _polls"  # noqa: SIM905
         " _position_seen _presumed _races _result_failures _result_streak _retry_after"
-        " _running_since _shown _since _started _step _unknown_words deadline done last"
+        " _running_since _shown _since _started _step _submitted _unknown_words deadline done last"
         " model_id request_id routes scheduler state timeout".split()
     )
 
@@ -105,7 +103,7 @@ class Watcher:
         self._last_exc: RunComfyError | None = None
         self._answered_at = self._since = now
         # Bounds of the current phase's start and of the previous answer, for learning.
-        self._left_queue_lo = submitted_at
+        self._left_queue_lo = self._submitted = submitted_at
         self._started: tuple[float, float] | None = None
         self._running_since: float | None = None
         self._position_seen: tuple[int, float] | None = None
@@ -121,16 +119,17 @@ class Watcher:
             # A fresh job of a learned model whose jobs do not queue was most likely
             # running from its submit: its first poll (a /result) waits for the expected
             # finish. Otherwise it is sent at once.
-            lo = self._left_queue_lo
-            if lo is None or not sched.policy.learn or estimate is None:
-                self._presumed = None
-            elif not sched.run_times.drain(self.model_id):
-                self._presumed = (lo, lo)
+            self._presumed = self._presume()
             if self._presumed is None:
                 now = sched.clock()
                 return now, now
             state, started = JobState.IN_PROGRESS, self._presumed
         drain = sched.run_times.drain(self.model_id)
+        if started and started[0] == self._submitted and not drain:
+            # Running, never seen queued, of a model whose jobs do not queue: most likely
+            # running since its submit (like a fresh job); a first poll that was slow to
+            # come must not push the expected finish back. Learning keeps the true bounds.
+            started = (started[0], started[0])
         plan = plan_next(
             sched.policy,
             self._answered_at,
@@ -143,10 +142,18 @@ class Watcher:
             estimate=estimate,
             drain=drain,
             peers=sched.cold_peers(self.model_id, self, self.state),
+            leader=started is not None and sched.cold_leader(self.model_id, self, started[0]),
             since=self._since,
             rand=sched.rand(),
         )
         return min(plan.at, self.deadline), plan.key
+
+    def _presume(self) -> tuple[float, float] | None:
+        """The start of a fresh job presumed running since its submit, if one may be."""
+        sched, lo = self.scheduler, self._left_queue_lo
+        if lo is None or not sched.policy.learn or sched.run_times.drain(self.model_id):
+            return None
+        return None if sched.run_times.estimate(self.model_id) is None else (lo, lo)
 
     def _scope_limit(self) -> float | None:
         if self.deadline == math.inf:
@@ -204,6 +211,9 @@ class Watcher:
         """Whether the job runs and should be finishing: poll ``/result`` (it answers the
         state while unfinished, and the poll that sees the end saves the result fetch)."""
         sched = self.scheduler
+        if self._polls == 1 and self._presumed is None:
+            # A first poll granted late: its model may have learned meanwhile.
+            self._presumed = self._presume()
         started = self._presumed if self._polls == 1 else None
         if started is None and self.state is JobState.IN_PROGRESS:
             started = self._started
@@ -368,14 +378,11 @@ class Watcher:
         if result is None:
             self._check_deadline()
             return None
-        rid, seen = self.request_id, datetime.now(UTC)
-        if result.status is JobState.SUCCEEDED:
-            self._record_run(result)
-            return Completed(result=result, request_id=rid, observed_at=seen)
-        if result.status is JobState.FAILED:
-            return Failed(result=result, error=result.error, request_id=rid, observed_at=seen)
-        if result.status is JobState.CANCELLED:
-            return Cancelled(request_id=rid, observed_at=seen)
+        event = terminal_event(result, self.request_id, datetime.now(UTC))
+        if event is not None:
+            if isinstance(event, Completed):
+                self._record_run(result)
+            return event
         # /status said finished but /result has not caught up (or says something odd):
         # a race between the two routes. Poll again, but not forever.
         self._races += 1
@@ -396,27 +403,19 @@ class Watcher:
         model_id = self.model_id or result.model_id
         if model_id is None or self._started is None or self._running_since is None:
             return
-        start_lo, start_hi = self._started
-        self.scheduler.record_run(
-            model_id, max(0.0, self._running_since - start_hi), self._answered_at - start_lo
+        ran = None
+        if result.created_at is not None and result.finished_at is not None:
+            ran = (result.finished_at - result.created_at).total_seconds()
+        bounds = run_bounds(
+            self._started, self._running_since, self._answered_at, self._submitted, ran
         )
-
-
-def _outcome(event: Event) -> Result | None:
-    """The result of a terminal event (raising for failure); None for other events."""
-    if isinstance(event, Completed):
-        return event.result
-    if isinstance(event, Failed):
-        raise JobFailedError(event.result)
-    if isinstance(event, Cancelled):
-        raise JobCancelledError(event.request_id)
-    return None
+        self.scheduler.record_run(model_id, *bounds)
 
 
 async def drive(watcher: Watcher) -> Result:
     while True:
         for event in await watcher.step():
-            result = _outcome(event)
+            result = outcome(event)
             if result is not None:
                 return result
 
@@ -476,13 +475,7 @@ async def wait(
 ) -> Result:
     """Wait for a job to finish and return its result. Never cancels remotely.
 
-    Args:
-        routes: The session's routes.
-        scheduler: The session's poll scheduler.
-        request_id: The job.
-        model_id: The job's model, if known.
-        timeout: Overall deadline in seconds; None waits as long as it takes.
-        submitted_at: When the job was submitted, on the scheduler's clock, if known.
+    The arguments are :func:`watch`'s.
 
     Raises:
         JobFailedError: The job failed; its result and error are attached.

@@ -105,6 +105,20 @@ def test_a_quiet_spell_recovers_the_rate_a_run_of_429s_took() -> None:
     assert 0.9 * 50.0 <= rate.rate <= 0.9 * 50.0 * 1.001**60
 
 
+def test_slow_start_serves_a_cold_batch_s_first_polls_within_a_fifth_of_a_second() -> None:
+    """300 requests due at once on a fresh budget, each answered well at once: all are sent
+    within 0.2 s (a batch of 0.2 s jobs must not wait for its own first polls)."""
+    rate = AdaptiveRate(DEFAULT_POLLING, now=0.0)
+    now, sent = 0.0, 0
+    while sent < 300:
+        if rate.bucket.take(now):
+            sent += 1
+            rate.answered(now, binding=True)
+        else:
+            now += rate.bucket.wait_time(now)
+    assert now <= 0.2
+
+
 def test_no_burst_after_a_429() -> None:
     """After a 429 the bucket is empty: the next token comes only at the learned rate."""
     rate = AdaptiveRate(DEFAULT_POLLING, now=0.0)
@@ -168,6 +182,36 @@ def test_cold_peers_spread_and_grow_faster() -> None:
 
 
 # --- the scheduler on a fake clock ------------------------------------------------------------
+
+
+class _Job:
+    """A stand-in watcher: the scheduler only keeps weak references to it."""
+
+
+def test_the_earliest_started_unlearned_job_leads_its_batch() -> None:
+    """One leader per model among its running unlearned jobs: the earliest started; when it
+    leaves, the next earliest takes over; a lone job or a learned model has none."""
+    sched = PollScheduler()
+    jobs = [_Job() for _ in range(4)]
+    starts = [0.3, 0.1, 0.2, 0.4]
+    assert sched.cold_peers(WAN25, jobs[0], JobState.IN_PROGRESS) == 1
+    assert not sched.cold_leader(WAN25, jobs[0], starts[0])  # alone: no batch to lead
+    for job in jobs[1:]:
+        sched.cold_peers(WAN25, job, JobState.IN_PROGRESS)
+    leads = [sched.cold_leader(WAN25, job, start) for job, start in zip(jobs, starts, strict=True)]
+    assert leads == [True, True, False, False]  # the first asks alone, then 0.1 takes over
+    assert [sched.cold_leader(WAN25, j, s) for j, s in zip(jobs, starts, strict=True)] == [
+        False,
+        True,
+        False,
+        False,
+    ]
+    sched.cold_peers(WAN25, jobs[1], JobState.SUCCEEDED)  # it finished: out of the batch
+    assert sched.cold_leader(WAN25, jobs[2], starts[2])
+    assert not sched.cold_leader(WAN25, jobs[0], starts[0])
+    sched.record_run(WAN25, 1.0, 1.1)
+    sched.cold_peers(WAN25, jobs[2], JobState.IN_PROGRESS)  # learned: no longer cold
+    assert not sched.cold_leader(WAN25, jobs[2], starts[2])
 
 
 @pytest.mark.anyio
