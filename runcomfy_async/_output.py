@@ -101,14 +101,18 @@ def to_output(raw: object) -> Output | None:
     """Build the :class:`Output` of a succeeded job's ``output`` value (``None`` stays ``None``)."""
     if raw is None:
         return None
-    urls = list(dict.fromkeys(url for _, url in find_urls(raw)))
+    found = find_urls(raw)
+    urls = list(dict.fromkeys(url for _, url in found))
     fields: dict[str, Any] = {}
     known = isinstance(raw, dict) and any(k in _KNOWN_KEYS for k in raw)
+    under: dict[str, list[str]] = {}  # top-level key → its URLs, in order (one walk)
+    if known:
+        for key, url in found:
+            under.setdefault(key, []).append(url)
     for kind in _KINDS:
         if known:
-            assert isinstance(raw, dict)
-            one = [u for k in _ONE_KEYS[kind] for _, u in find_urls(raw.get(k))]
-            many = [u for k in _MANY_KEYS[kind] for _, u in find_urls(raw.get(k))]
+            one = [u for k in _ONE_KEYS[kind] for u in under.get(k, ())]
+            many = [u for k in _MANY_KEYS[kind] for u in under.get(k, ())]
             many = many or one
             one = one or many
         else:

@@ -216,7 +216,7 @@ class _Waiter:
     def __init__(self, key: float, seq: int, gated: bool) -> None:
         self.key = key
         self.seq = seq
-        self.event = anyio.Event()
+        self.event = asyncio.Event()
         self.granted = False
         self.gone = False
         self.gated = gated  # a poll: also waits for one of the polls in flight to end
@@ -272,7 +272,7 @@ class PollScheduler:
         self._timekeeper: _Waiter | None = None
         self._seq = itertools.count()
         self._cold: dict[tuple[str, bool], weakref.WeakSet[object]] = {}
-        self._learned: dict[str, anyio.Event] = {}
+        self._learned: dict[str, asyncio.Event] = {}
         self._leaders: dict[str, tuple[weakref.ref[object], float]] = {}
         self.result_polls = True  # cleared if /result refuses to answer an unfinished job
 
@@ -377,7 +377,7 @@ class PollScheduler:
     async def _sleep_or_learn(self, delay: float, model_id: str) -> bool:
         event = self._learned.get(model_id)
         if event is None:
-            event = self._learned[model_id] = anyio.Event()
+            event = self._learned[model_id] = asyncio.Event()
         if self._real_clock:
             # On the real clock one cancel scope does it: no task per sleeping job.
             with anyio.move_on_after(delay) as scope:
@@ -472,7 +472,7 @@ class PollScheduler:
                         self._timekeeper = None
                 else:
                     if waiter.event.is_set():
-                        waiter.event = anyio.Event()
+                        waiter.event = asyncio.Event()
                     await waiter.event.wait()
         except BaseException:
             # Cancelled while waiting: leave the line, and hand back a token that was

@@ -361,20 +361,20 @@ class Watcher:
         A /result poll that saw the end (``polled``) already is that result.
         """
         result: Result | None = polled
-        with anyio.move_on_after(None if polled else self._scope_limit()) as scope:
-            try:
-                if result is None:
+        if result is None:
+            with anyio.move_on_after(self._scope_limit()) as scope:
+                try:
                     result = await self.routes.result(self.request_id)
-            except RunComfyError as exc:
-                # The job is done on the server: a garbled or failed /result answer must
-                # not turn a paid-for success into an error. Count it and ask again; the
-                # count is its own, since the /status polls between succeed.
-                self._result_failures += 1
-                if self._result_failures >= self.scheduler.policy.max_consecutive_failures:
-                    raise
-                self._absorb(exc)
-        if scope.cancelled_caught:
-            raise self.timeout_error() from self._last_exc
+                except RunComfyError as exc:
+                    # The job is done on the server: a garbled or failed /result answer
+                    # must not turn a paid-for success into an error. Count it and ask
+                    # again; the count is its own, since the /status polls between succeed.
+                    self._result_failures += 1
+                    if self._result_failures >= self.scheduler.policy.max_consecutive_failures:
+                        raise
+                    self._absorb(exc)
+            if scope.cancelled_caught:
+                raise self.timeout_error() from self._last_exc
         if result is None:
             self._check_deadline()
             return None

@@ -57,6 +57,7 @@ REQUEST_CAP: Final = 64 * MIB
 
 _DATA_URI: Final = re.compile(r"data:([\w.+-]+)/([\w.+-]+)((?:;[^,;]*)*?);base64,(.*)", re.S | re.I)
 _WINDOWS_PATH: Final = re.compile(r"[A-Za-z]:[\\/]")
+_SPACE: Final = re.compile(r"\s")
 _FILE_SUFFIX: Final = re.compile(r"\.(png|jpe?g|bmp|webp|gif|tiff?|wav|mp3|flac|ogg|mp4|mov|webm)$")
 
 
@@ -128,7 +129,7 @@ def check_media_value(field: str, value: object, *, kind: MediaKind | None) -> N
 
 
 def _is_web_url(text: str) -> bool:
-    if not text or any(c.isspace() for c in text):
+    if not text or _SPACE.search(text):
         return False
     try:
         parts = urlsplit(text)
