@@ -35,12 +35,16 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:
                             "rate_limited": stats.rate_limited,
                         }
                     )
-                else:  # ("routes", start): each job's route sequence in log[start:]
-                    _, start = command
+                else:  # ("routes" | "timed", start): each job's requests in log[start:]
+                    kind, start = command
                     log = sim.log
-                    sequences: dict[str | None, list[str]] = {}
+                    sequences: dict[str | None, list[object]] = {}
+                    begin = log[start].t if len(log) > start else 0.0
                     for record in log[start:]:
-                        sequences.setdefault(record.request_id, []).append(record.route)
+                        entry = (
+                            record.route if kind == "routes" else (record.route, record.t - begin)
+                        )
+                        sequences.setdefault(record.request_id, []).append(entry)
                     conn.send((len(log), [tuple(s) for k, s in sequences.items() if k]))
 
     anyio.run(main)
@@ -83,3 +87,10 @@ class SimProcess:
         self._conn.send(("routes", start))
         answer: tuple[int, list[tuple[str, ...]]] = self._conn.recv()
         return answer
+
+    def timed_routes(self, start: int = 0) -> list[tuple[tuple[str, float], ...]]:
+        """Each job's requests among records ``start:``: route and arrival, in seconds
+        after the first of those records."""
+        self._conn.send(("timed", start))
+        answer: tuple[int, list[tuple[tuple[str, float], ...]]] = self._conn.recv()
+        return answer[1]
