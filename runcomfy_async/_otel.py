@@ -30,7 +30,12 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import trace as otel_trace
+    try:
+        from opentelemetry.metrics import _internal as _METERS_SLOT
+    except ImportError:  # a future API without that module: the public call only
+        _METERS_SLOT = None  # type: ignore[assignment]
 except ImportError:  # the extra is not installed: no telemetry, no cost
+    _METERS_SLOT = None  # type: ignore[assignment]
     otel_context = None  # type: ignore[assignment]
     otel_metrics = None  # type: ignore[assignment]
     otel_trace = None  # type: ignore[assignment]
@@ -107,7 +112,12 @@ class Telemetry:
     def on_response(self, route: str, status: int) -> None:
         """Every API answer (``status`` 0: none arrived)."""
         idle = self._idle_meters
-        if idle is not None and otel_metrics.get_meter_provider() is idle:
+        # The global slot read directly (get_meter_provider() reads the environment on
+        # each call while nothing is set); any doubt falls back to the public call.
+        if idle is not None and (
+            getattr(_METERS_SLOT, "_METER_PROVIDER", idle) is None
+            or otel_metrics.get_meter_provider() is idle
+        ):
             return
         self.requests.add(1, {"runcomfy.route": route, "http.response.status_code": status})
         if status == 429:
