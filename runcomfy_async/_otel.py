@@ -30,6 +30,7 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import trace as otel_trace
+
     try:
         from opentelemetry.metrics import _internal as _METERS_SLOT
     except ImportError:  # a future API without that module: the public call only

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -57,6 +58,7 @@ _SETTLE_SLACK: Final = 1.2
 #: aimed at the window's end.
 _ALLOWANCE: Final = 0.02
 _LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
+_GUESS_GENERATIONS: Final = 3  # a queued job's start is guessed this many runs ahead at most
 _QUEUE_AIM: Final = 0.95  # a queued job's next poll: this fraction of the drain-rate wait
 
 
@@ -177,6 +179,7 @@ def plan_next(
     peers: int = 1,
     leader: bool = False,
     since: float | None = None,
+    start_at: float | None = None,
     rand: float = 0.0,
 ) -> Plan:
     """Decide when to poll a job next. Pure: no clock, no randomness of its own.
@@ -195,6 +198,7 @@ def plan_next(
         peers: Running jobs of the same model without an estimate (or queued ones without
             a drain rate), this one included.
         since: When the job entered its current state (the queue), if known.
+        start_at: When a queued job should start (:meth:`RunTimes.queue_start`).
         rand: A number in ``[0, 1]``, the jitter draw.
     """
     if failures:
@@ -216,6 +220,11 @@ def plan_next(
         # step is soon seen) until one is.
         elapsed = now - since if since is not None else 0.0
         wait = min(policy.max_interval, _cold_wait(policy, elapsed, peers, rand))
+        return Plan(now + wait, now + wait)
+    if policy.learn and state is JobState.IN_QUEUE and start_at is not None and estimate:
+        # Its start is guessed from when its model's workers free: poll just after it.
+        margin = _jittered(policy, finish_interval(policy, estimate), rand)
+        wait = min(policy.max_learned_interval, max(0.0, start_at - now) + margin)
         return Plan(now + wait, now + wait)
     wait = backoff_interval(policy, step, rand=rand)
     if policy.learn and state is JobState.IN_QUEUE and drain and position:
@@ -251,7 +260,10 @@ def _plan_learned(
         # crossed from their start.
         narrow = settle_interval(policy, estimate) * _SETTLE_SLACK + step
         aim = last if last - first <= narrow else first
-        wait = _jittered(policy, min(policy.max_learned_interval, aim - now), rand)
+        # Jittered by a share of one step, not of the whole wait: a tenth of a long wait
+        # would land the one poll of a narrow window well before its end.
+        wait = min(policy.max_learned_interval, aim - now)
+        wait -= policy.jitter * rand * min(step, wait)
     elif now <= last:
         wait = _jittered(policy, step, rand)
     else:
@@ -304,6 +316,54 @@ class RunTimes:
         self._drain: dict[str, float] = {}
         # Every poll plans with the estimate, but it changes only when a job finishes.
         self._estimates: dict[str, RunEstimate] = {}
+        # When the model's jobs finished (on the caller's clock): when its workers free.
+        self._finishes: dict[str, deque[float]] = {}
+        self._offset: float | None = None  # the caller's clock minus the server's, at most
+
+    def record_stamps(
+        self,
+        model_id: str | None,
+        submitted: float | None,
+        created: datetime | None,
+        finished: datetime | None,
+    ) -> float | None:
+        """Learn from a finished job's server stamps; return the seconds between them.
+
+        A job whose submit was answered at ``submitted`` (the caller's clock) was created
+        at ``created`` (the server's): the clocks' offset is at most their difference. With
+        it, ``finished`` says when a worker of the model freed, on the caller's clock.
+        """
+        if created is not None and submitted is not None:
+            offset = submitted - created.timestamp()
+            if self._offset is None or offset < self._offset:
+                self._offset = offset
+        if finished is None:
+            return None
+        if model_id is not None and self._offset is not None:
+            ends = self._finishes.setdefault(model_id, deque(maxlen=_SAMPLES_KEPT))
+            ends.append(finished.timestamp() + self._offset)
+        return None if created is None else (finished - created).total_seconds()
+
+    def queue_start(self, model_id: str | None, position: int, now: float) -> float | None:
+        """When the job at ``position`` of the model's queue should start, if its finishes
+        tell: each worker that finished in the last run frees again a run later (and
+        every run after), the front job takes the first to free, the next the second…
+        Workers are as many as finished in the last run, or as the run time over the
+        drain rate says; one not seen is taken to free first (a guess too early costs a
+        poll, one too late would cost a run). None without the facts, or too deep."""
+        ends = self._finishes.get(model_id) if model_id is not None else None
+        estimate, drain = self.estimate(model_id), self.drain(model_id)
+        if not ends or estimate is None or not drain:
+            return None
+        run = (estimate.low + estimate.high) / 2
+        latest = max(ends)
+        free = sorted(
+            f + run * max(1, math.ceil((now - f) / run)) for f in ends if f > latest - 0.9 * run
+        )
+        generations, slot = divmod(position - 1, max(len(free), round(run / drain)))
+        if generations >= _GUESS_GENERATIONS:
+            return None
+        return (free[slot] if slot < len(free) else free[0]) + generations * run
 
     def record_run(self, model_id: str, shortest: float, longest: float) -> None:
         """Remember that a job of ``model_id`` ran between ``shortest`` and ``longest`` s."""

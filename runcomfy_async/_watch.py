@@ -62,10 +62,10 @@ class Watcher:
 
     # Slots: a batch holds one watcher per job in flight (10,000 in a big gather).
     __slots__ = tuple(
-        "__weakref__ _answered_at _failures _flips _last_exc _left_queue_lo _polls"  # noqa: SIM905
-        " _position_seen _presumed _races _result_failures _result_streak _retry_after"
-        " _running_since _shown _since _started _step _submitted _unknown_words deadline done last"
-        " model_id request_id routes scheduler state timeout".split()
+        "__weakref__ _answered_at _failures _flips _guess _last_exc _left_queue_lo"  # noqa: SIM905
+        " _polls _position_seen _presumed _races _result_failures _result_streak _retry_after"
+        " _running_since _shown _since _started _step _submitted _unknown_words deadline done"
+        " last model_id request_id routes scheduler state timeout".split()
     )
 
     def __init__(
@@ -92,13 +92,8 @@ class Watcher:
         self.done = False
         self._shown: tuple[JobState, int | str | None] | None = None
         self._unknown_words: set[str] | None = None  # made on the first unknown word
-        self._polls = 0
-        self._step = 0
-        self._failures = 0
-        self._races = 0
-        self._flips = 0
-        self._result_failures = 0
-        self._result_streak = 0
+        self._polls = self._step = self._failures = self._races = self._flips = 0
+        self._result_failures = self._result_streak = 0
         self._retry_after: float | None = None
         self._last_exc: RunComfyError | None = None
         self._answered_at = self._since = now
@@ -108,6 +103,7 @@ class Watcher:
         self._running_since: float | None = None
         self._position_seen: tuple[int, float] | None = None
         self._presumed: tuple[float, float] | None = None  # see _presume_running
+        self._guess: float | None = None  # a queued job's guessed start (see queue_start)
 
     # --- timing ----------------------------------------------------------------------
 
@@ -116,9 +112,8 @@ class Watcher:
         state, started = self.state, self._started
         estimate = sched.run_times.estimate(self.model_id)
         if self._polls == 0:
-            # A fresh job of a learned model whose jobs do not queue was most likely
-            # running from its submit: its first poll (a /result) waits for the expected
-            # finish. Otherwise it is sent at once.
+            # A fresh job of a learned model whose jobs do not queue most likely runs from
+            # its submit: its first poll (a /result) waits for the expected finish.
             self._presumed = self._presume()
             if self._presumed is None:
                 now = sched.clock()
@@ -127,9 +122,20 @@ class Watcher:
         drain = sched.run_times.drain(self.model_id)
         if started and started[0] == self._submitted and not drain:
             # Running, never seen queued, of a model whose jobs do not queue: most likely
-            # running since its submit (like a fresh job); a first poll that was slow to
-            # come must not push the expected finish back. Learning keeps the true bounds.
+            # since its submit; a slow first poll must not push the expected finish back.
             started = (started[0], started[0])
+        elif started and self._guess is not None:
+            # Seen running after a poll aimed at its guessed start: it started about then.
+            started = (max(started[0], min(started[1], self._guess - 0.05)), started[1])
+        position, guess = self.last.queue_position if self.last else None, self._guess
+        if state is JobState.IN_QUEUE and position and guess != -math.inf:
+            # A guess that proved early once (-inf) is not trusted again for this job.
+            if guess is not None and self._answered_at >= guess:
+                guess = self._guess = -math.inf
+            else:
+                guess = self._guess = sched.run_times.queue_start(
+                    self.model_id, position, self._answered_at
+                )
         plan = plan_next(
             sched.policy,
             self._answered_at,
@@ -138,12 +144,13 @@ class Watcher:
             failures=self._failures,
             retry_after=self._retry_after,
             started=started,
-            position=self.last.queue_position if self.last else None,
+            position=position,
             estimate=estimate,
             drain=drain,
             peers=sched.cold_peers(self.model_id, self, self.state),
             leader=started is not None and sched.cold_leader(self.model_id, self, started[0]),
             since=self._since,
+            start_at=guess if state is JobState.IN_QUEUE and guess != -math.inf else None,
             rand=sched.rand(),
         )
         return min(plan.at, self.deadline), plan.key
@@ -400,16 +407,13 @@ class Watcher:
         return None
 
     def _record_run(self, result: Result) -> None:
-        model_id = self.model_id or result.model_id
-        if model_id is None or self._started is None or self._running_since is None:
-            return
-        ran = None
-        if result.created_at is not None and result.finished_at is not None:
-            ran = (result.finished_at - result.created_at).total_seconds()
-        bounds = run_bounds(
-            self._started, self._running_since, self._answered_at, self._submitted, ran
+        model_id, sched = self.model_id or result.model_id, self.scheduler
+        ran = sched.run_times.record_stamps(
+            model_id, self._submitted, result.created_at, result.finished_at
         )
-        self.scheduler.record_run(model_id, *bounds)
+        if model_id is not None and self._started is not None and self._running_since:
+            started, since, answered = self._started, self._running_since, self._answered_at
+            sched.record_run(model_id, *run_bounds(started, since, answered, self._submitted, ran))
 
 
 async def drive(watcher: Watcher) -> Result:

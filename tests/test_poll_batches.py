@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from datetime import UTC, datetime
 
 import pytest
 
@@ -262,3 +263,82 @@ def test_a_single_sample_is_padded_by_a_small_allowance() -> None:
     assert estimate is not None
     assert 3.0 < estimate.high <= 3.0 * 1.03
     assert 2.97 * 0.97 <= estimate.low < 2.97
+
+
+def _stamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(1_800_000_000 + seconds, tz=UTC)
+
+
+def _deep_queue_times() -> RunTimes:
+    """A 1 s model, 0.1 s a queue position, ten workers that last finished at 9.0 s on the
+    server's clock; the caller's clock reads 100 s more (learned from a submit)."""
+    times = RunTimes()
+    for _ in range(3):
+        times.record_run("m", 1.0, 1.0)
+    times.record_drain("m", 0.1)
+    assert times.record_stamps("m", 100.0, _stamp(0.0), None) is None  # the clocks' offset
+    for _ in range(10):
+        assert times.record_stamps("m", None, _stamp(8.0), _stamp(9.0)) == pytest.approx(1.0)
+    return times
+
+
+def test_a_queued_job_s_start_is_guessed_from_when_workers_free() -> None:
+    """Ten workers finished at 109 s (caller's clock): the front ten start at 110 s, the
+    next ten at 111 s; deeper than three runs, or with no stamps, nobody guesses."""
+    times = _deep_queue_times()
+    assert times.queue_start("m", 1, now=109.2) == pytest.approx(110.0)
+    assert times.queue_start("m", 10, now=109.2) == pytest.approx(110.0)
+    assert times.queue_start("m", 11, now=109.2) == pytest.approx(111.0)
+    assert times.queue_start("m", 31, now=109.2) is None
+    # No newer finish seen yet at 110.3: those workers free again a run later.
+    assert times.queue_start("m", 1, now=110.3) == pytest.approx(111.0)
+    assert RunTimes().queue_start("m", 1, now=109.2) is None
+
+
+def test_an_unseen_worker_is_taken_to_free_first() -> None:
+    """Only 4 of the 10 workers' finishes seen (drain says 10): position 7 is still guessed
+    into the first round (early costs a poll; a round late would cost a whole run)."""
+    times = RunTimes()
+    for _ in range(3):
+        times.record_run("m", 1.0, 1.0)
+    times.record_drain("m", 0.1)
+    times.record_stamps("m", 100.0, _stamp(0.0), None)
+    for finished in (9.0, 9.1, 9.2, 9.3):
+        times.record_stamps("m", None, _stamp(8.0), _stamp(finished))
+    assert times.queue_start("m", 7, now=109.5) == pytest.approx(110.0)
+    assert times.queue_start("m", 11, now=109.5) == pytest.approx(111.0)
+
+
+def test_a_guessed_start_is_polled_just_after() -> None:
+    """A queued job with a guessed start is polled one finish step after it, whatever its
+    position says about the drain rate."""
+    policy = PollPolicy(jitter=0.0)
+    estimate = RunEstimate(0.99, 1.01, 20)
+    plan = plan_next(
+        policy,
+        100.0,
+        state=JobState.IN_QUEUE,
+        step=3,
+        position=25,
+        drain=0.1,
+        estimate=estimate,
+        start_at=102.0,
+    )
+    assert plan.at == pytest.approx(102.0 + 0.05)
+
+
+def test_a_narrow_window_s_one_poll_lands_near_its_end_even_jittered() -> None:
+    """The jitter of a long wait to a narrow window's end is a share of one step, not of
+    the wait: a tenth of 30 s would land the poll seconds before the job can be done."""
+    estimate = RunEstimate(29.9, 30.0, 20)
+    plan = plan_next(
+        POLICY,
+        0.0,
+        state=JobState.IN_PROGRESS,
+        step=0,
+        started=(0.0, 0.0),
+        estimate=estimate,
+        rand=0.99,
+    )
+    step = 0.75  # 2.5 % of the 30 s run
+    assert 30.0 - POLICY.jitter * step <= plan.at <= 30.0
