@@ -326,12 +326,14 @@ class RunTimes:
         submitted: float | None,
         created: datetime | None,
         finished: datetime | None,
+        seen: float,
     ) -> float | None:
         """Learn from a finished job's server stamps; return the seconds between them.
 
         A job whose submit was answered at ``submitted`` (the caller's clock) was created
         at ``created`` (the server's): the clocks' offset is at most their difference. With
-        it, ``finished`` says when a worker of the model freed, on the caller's clock.
+        it, ``finished`` says when a worker of the model freed, on the caller's clock — no
+        later than ``seen``, when the answer saying so arrived (a stamp in the future lies).
         """
         if created is not None and submitted is not None:
             offset = submitted - created.timestamp()
@@ -341,7 +343,7 @@ class RunTimes:
             return None
         if model_id is not None and self._offset is not None:
             ends = self._finishes.setdefault(model_id, deque(maxlen=_SAMPLES_KEPT))
-            ends.append(finished.timestamp() + self._offset)
+            ends.append(min(seen, finished.timestamp() + self._offset))
         return None if created is None else (finished - created).total_seconds()
 
     def queue_start(self, model_id: str | None, position: int, now: float) -> float | None:

@@ -409,7 +409,7 @@ class Watcher:
     def _record_run(self, result: Result) -> None:
         model_id, sched = self.model_id or result.model_id, self.scheduler
         ran = sched.run_times.record_stamps(
-            model_id, self._submitted, result.created_at, result.finished_at
+            model_id, self._submitted, result.created_at, result.finished_at, self._answered_at
         )
         if model_id is not None and self._started is not None and self._running_since:
             started, since, answered = self._started, self._running_since, self._answered_at

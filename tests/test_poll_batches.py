@@ -276,9 +276,10 @@ def _deep_queue_times() -> RunTimes:
     for _ in range(3):
         times.record_run("m", 1.0, 1.0)
     times.record_drain("m", 0.1)
-    assert times.record_stamps("m", 100.0, _stamp(0.0), None) is None  # the clocks' offset
+    assert times.record_stamps("m", 100.0, _stamp(0.0), None, 100.0) is None  # the offset
     for _ in range(10):
-        assert times.record_stamps("m", None, _stamp(8.0), _stamp(9.0)) == pytest.approx(1.0)
+        ran = times.record_stamps("m", None, _stamp(8.0), _stamp(9.0), 109.05)
+        assert ran == pytest.approx(1.0)
     return times
 
 
@@ -302,9 +303,9 @@ def test_an_unseen_worker_is_taken_to_free_first() -> None:
     for _ in range(3):
         times.record_run("m", 1.0, 1.0)
     times.record_drain("m", 0.1)
-    times.record_stamps("m", 100.0, _stamp(0.0), None)
+    times.record_stamps("m", 100.0, _stamp(0.0), None, 100.0)
     for finished in (9.0, 9.1, 9.2, 9.3):
-        times.record_stamps("m", None, _stamp(8.0), _stamp(finished))
+        times.record_stamps("m", None, _stamp(8.0), _stamp(finished), 109.4)
     assert times.queue_start("m", 7, now=109.5) == pytest.approx(110.0)
     assert times.queue_start("m", 11, now=109.5) == pytest.approx(111.0)
 
@@ -342,3 +343,12 @@ def test_a_narrow_window_s_one_poll_lands_near_its_end_even_jittered() -> None:
     )
     step = 0.75  # 2.5 % of the 30 s run
     assert 30.0 - POLICY.jitter * step <= plan.at <= 30.0
+
+
+def test_a_finish_stamp_in_the_future_is_taken_as_when_it_was_seen() -> None:
+    """A server saying a job finished a day from now cannot push the guesses a day away:
+    the worker freed no later than the answer that said so."""
+    times = _deep_queue_times()
+    times.record_stamps("m", None, _stamp(8.0), _stamp(86_400.0), 109.1)
+    guess = times.queue_start("m", 1, now=109.2)
+    assert guess is not None and guess <= 110.2
