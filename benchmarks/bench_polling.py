@@ -1,4 +1,4 @@
-"""Status requests per job and completion-detection latency: our polling vs the usual ones.
+"""Poll requests per job and completion-detection latency: our polling vs the usual ones.
 
 What is measured: jobs of 10 s, 60 s and 300 s (each run time drawn uniformly within ±5 %)
 run on the wall-clock simulator, in a separate process so it is never the bottleneck, with
@@ -11,7 +11,8 @@ job is awaited with ``client.run()`` under one of four polling policies:
 * ``0.5→5 s``       Comfy Router's SDK: 0.5 s × 1.5 up to 5 s.
 
 Why: polling is the product's cost (requests) against its latency (how late the user
-learns the video is ready). For each policy: status requests per job (counted by the
+learns the video is ready). For each policy: poll requests per job — ``/status`` and
+``/result`` together, since ours polls ``/result`` near the expected finish (counted by the
 simulator) and detection latency, the time from the job's ``finished_at`` to ``run()``
 returning, p50 and p95, in *simulated* seconds. Policy intervals are divided by the time
 scale (and our request budget multiplied by it) so every policy sees the same simulated
@@ -115,11 +116,14 @@ async def _serve_async(conn: Connection, specs: Sequence[tuple[float, float]]) -
     for sim in sims:
         await sim.start()
     conn.send([(sim.url, sim.token) for sim in sims])
-    # The parent asks once, at the end: status requests per job id, per simulator.
+    # The parent asks once, at the end: poll requests (/status and /result) per job id.
     wanted: list[list[str]] = await anyio.to_thread.run_sync(conn.recv)
     conn.send(
         [
-            {rid: sim.count("status", request_id=rid) for rid in ids}
+            {
+                rid: sim.count("status", request_id=rid) + sim.count("result", request_id=rid)
+                for rid in ids
+            }
             for sim, ids in zip(sims, wanted, strict=True)
         ]
     )

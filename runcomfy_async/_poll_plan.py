@@ -210,10 +210,9 @@ def plan_next(
         return _plan_learned(policy, now, started, estimate, rand)
     if policy.learn and peers > 1 and estimate is None and state in _RUNNING:
         elapsed = now - started[0] if started else 0.0
-        if leader:
-            wait = _jittered(policy, _lead_wait(policy, elapsed, peers), rand)
-        else:
-            wait = _cold_wait(policy, elapsed, peers, rand)
+        wait = _cold_wait(policy, elapsed, peers, rand)
+        if leader:  # never sparser than the others: a small batch's share would be
+            wait = min(wait, _jittered(policy, _lead_wait(policy, elapsed, peers), rand))
         return Plan(now + wait, now + wait)
     if policy.learn and peers > 1 and state is JobState.IN_QUEUE and not drain:
         # Queued side by side, drain unknown: spread out (up to max_interval, so a drain
@@ -262,8 +261,7 @@ def _plan_learned(
         aim = last if last - first <= narrow else first
         # Jittered by a share of one step, not of the whole wait: a tenth of a long wait
         # would land the one poll of a narrow window well before its end.
-        wait = min(policy.max_learned_interval, aim - now)
-        wait -= policy.jitter * rand * min(step, wait)
+        wait = _jittered(policy, min(policy.max_learned_interval, aim - now), rand)
     elif now <= last:
         wait = _jittered(policy, step, rand)
     else:

@@ -328,23 +328,6 @@ def test_a_guessed_start_is_polled_just_after() -> None:
     assert plan.at == pytest.approx(102.0 + 0.05)
 
 
-def test_a_narrow_window_s_one_poll_lands_near_its_end_even_jittered() -> None:
-    """The jitter of a long wait to a narrow window's end is a share of one step, not of
-    the wait: a tenth of 30 s would land the poll seconds before the job can be done."""
-    estimate = RunEstimate(29.9, 30.0, 20)
-    plan = plan_next(
-        POLICY,
-        0.0,
-        state=JobState.IN_PROGRESS,
-        step=0,
-        started=(0.0, 0.0),
-        estimate=estimate,
-        rand=0.99,
-    )
-    step = 0.75  # 2.5 % of the 30 s run
-    assert 30.0 - POLICY.jitter * step <= plan.at <= 30.0
-
-
 def test_a_finish_stamp_in_the_future_is_taken_as_when_it_was_seen() -> None:
     """A server saying a job finished a day from now cannot push the guesses a day away:
     the worker freed no later than the answer that said so."""
