@@ -10,9 +10,9 @@ polls, result fetches and cancels alike — from a token bucket whose rate
 The rate starts at ``start_requests_per_second`` and, while requests wait for it and the
 answers are good, grows quickly (doubling about every 20 ms of good answers)
 until the first 429; then it drops to what the server was seen to answer well in the last
-second (never above 0.85 of the rate it had), and from there creeps up by 0.1 % per good
+second (never above 0.85 of the rate it had), and from there creeps up by 0.05 % per good
 answer, probing again; after a quiet spell of ``_QUIET`` seconds without a 429 it regains
-faster (2 % per good answer) up to 0.9 of the rate its last run of 429s began at, so one
+faster (2 % per good answer) up to 0.85 of the rate its last run of 429s began at, so one
 bad patch does not leave the session crawling. The rate never falls below 0.2 requests a
 second, nor below a tenth of a user's hard cap. A 429 answering a request sent before the
 last drop does not drop it again (it tells nothing new). ``Retry-After`` pauses every
@@ -55,14 +55,14 @@ _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
 _EPSILON: Final = 1e-9  # refill rounding must not leave a token at 0.9999999 for ever
 _AGING: Final = 5.0  # a due request's key is never later than this after it fell due
 _SLOW_START_GAIN: Final = 40.0  # req/s added per good answer before the first 429
-_PROBE_GAIN: Final = 0.001  # relative growth per good answer after it
+_PROBE_GAIN: Final = 0.0005  # relative growth per good answer after it
 _DROP: Final = 0.85  # a 429 leaves at most this fraction of the rate
 _FLOOR: Final = 0.02  # … and at least this fraction (a bad measurement must not zero it)
 _MIN_RATE: Final = 0.2  # requests a second, whatever the server says
 _CAP_FLOOR: Final = 0.1  # under a hard cap, the rate never falls below this fraction of it
 _QUIET: Final = 2.0  # seconds without a 429 after which the rate recovers faster …
 _RECOVERY_GAIN: Final = 0.02  # … by this much per good answer, back towards its ceiling
-_CEILING: Final = 0.9  # … which is this fraction of the rate the last episode of 429s began at
+_CEILING: Final = 0.85  # … which is this fraction of the rate the last episode of 429s began at
 _WINDOW: Final = 1.0  # seconds of good answers measured
 _BURST_SECONDS: Final = 0.1  # the bucket holds this much of the rate
 #: Due times are rounded up to a multiple of this many seconds, so polls due within the
