@@ -59,7 +59,7 @@ _SETTLE_SLACK: Final = 1.2
 _ALLOWANCE: Final = 0.02
 _LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
 _GUESS_GENERATIONS: Final = 3  # a queued job's start is guessed this many runs ahead at most
-_QUEUE_AIM: Final = 0.95  # a queued job's next poll: this fraction of the drain-rate wait
+_QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-rate wait
 
 
 def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:

@@ -96,7 +96,7 @@ def test_overdue_wait_grows_from_the_window_start_to_the_finish_interval() -> No
 
 
 def test_deep_queue_follows_the_drain_rate_then_the_settle_interval() -> None:
-    """Queued at 201 with 0.1 s a position: one wait of 0.95 × 20 s, then 0.4 s near the front."""
+    """Queued at 201 with 0.1 s a position: one wait of 0.8 × 20 s, then 0.4 s near the front."""
     policy = PollPolicy(jitter=0.0)
     estimate = RunEstimate(0.98, 1.02, 20)
 
@@ -112,7 +112,7 @@ def test_deep_queue_follows_the_drain_rate_then_the_settle_interval() -> None:
         )
         return plan.at
 
-    assert wait(201) == pytest.approx(19.0)
+    assert wait(201) == pytest.approx(16.0)
     assert wait(1) == settle_interval(policy, estimate) == 0.4
     assert wait(3) == 0.4
 
