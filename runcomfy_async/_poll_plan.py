@@ -56,7 +56,7 @@ _SETTLE_SLACK: Final = 1.2
 #: A first sample's window is padded by this fraction of the run time (less with more
 #: samples): the next jobs may run a little longer, but a wide pad delays every poll
 #: aimed at the window's end.
-_ALLOWANCE: Final = 0.02
+_ALLOWANCE: Final = 0.035
 _LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
 _GUESS_GENERATIONS: Final = 3  # a queued job's start is guessed this many runs ahead at most
 _QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-rate wait

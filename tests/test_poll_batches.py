@@ -256,13 +256,13 @@ def test_server_stamps_tighten_a_finished_job_s_bounds() -> None:
 
 
 def test_a_single_sample_is_padded_by_a_small_allowance() -> None:
-    """One finished 3 s job: the next window ends within 3 % of the run past the sample."""
+    """One finished 3 s job: the next window ends within 4 % of the run past the sample."""
     times = RunTimes()
     times.record_run("m", 2.97, 3.0)
     estimate = times.estimate("m")
     assert estimate is not None
-    assert 3.0 < estimate.high <= 3.0 * 1.03
-    assert 2.97 * 0.97 <= estimate.low < 2.97
+    assert 3.0 < estimate.high <= 3.0 * 1.04
+    assert 2.97 * 0.96 <= estimate.low < 2.97
 
 
 def _stamp(seconds: float) -> datetime:
