@@ -104,13 +104,21 @@ async def replay_job(
     base: str,
     body: bytes,
     routes: tuple[str, ...],
+    times: tuple[float, ...] | None = None,
+    start: float = 0.0,
 ) -> _Result | None:
-    """One job by hand making exactly ``routes`` (a client job's requests, in order)."""
+    """One job by hand making exactly ``routes`` (a client job's requests, in order); with
+    ``times``, each at ``start`` plus its time (the moments the client made them)."""
+    loop = asyncio.get_running_loop()
+    if times is not None:
+        await asyncio.sleep(max(0.0, start + times[0] - loop.time()))
     async with submits, session.post(f"{base}/v1/models/{MODEL}", data=body) as response:
         response.raise_for_status()
         request_id = msgspec.json.decode(await response.read(), type=_Submitted).request_id
     result = None
-    for route in routes[1:]:
+    for i, route in enumerate(routes[1:], 1):
+        if times is not None:
+            await asyncio.sleep(max(0.0, start + times[i] - loop.time()))
         async with session.get(f"{base}/v1/requests/{request_id}/{route}") as response:
             response.raise_for_status()
             if route == "status":
@@ -135,32 +143,6 @@ async def replay_round(sim: SimProcess, sequences: list[tuple[str, ...]]) -> Non
     assert all(r is not None and r.output is not None for r in results)
 
 
-async def paced_job(
-    session: aiohttp.ClientSession,
-    submits: asyncio.Semaphore,
-    base: str,
-    body: bytes,
-    timed: tuple[tuple[str, float], ...],
-    start: float,
-) -> _Result | None:
-    """One job by hand making a client job's requests at the moments the client made them."""
-    loop = asyncio.get_running_loop()
-    await asyncio.sleep(max(0.0, start + timed[0][1] - loop.time()))
-    async with submits, session.post(f"{base}/v1/models/{MODEL}", data=body) as response:
-        response.raise_for_status()
-        request_id = msgspec.json.decode(await response.read(), type=_Submitted).request_id
-    result = None
-    for route, at in timed[1:]:
-        await asyncio.sleep(max(0.0, start + at - loop.time()))
-        async with session.get(f"{base}/v1/requests/{request_id}/{route}") as response:
-            response.raise_for_status()
-            if route == "status":
-                msgspec.json.decode(await response.read(), type=_Status)
-            else:
-                result = msgspec.json.decode(await response.read(), type=_Result)
-    return result
-
-
 async def measure_paced(sim: SimProcess, timed: list[tuple[tuple[str, float], ...]]) -> Sample:
     """The client round's requests made by hand at the same moments (same waits, same mix)."""
     connector = aiohttp.TCPConnector(
@@ -175,7 +157,18 @@ async def measure_paced(sim: SimProcess, timed: list[tuple[tuple[str, float], ..
         body = msgspec.json.encode(INPUTS)
         start = asyncio.get_running_loop().time()
         results = await asyncio.gather(
-            *(paced_job(session, submits, sim.url, body, t, start) for t in timed)
+            *(
+                replay_job(
+                    session,
+                    submits,
+                    sim.url,
+                    body,
+                    tuple(route for route, _ in t),
+                    tuple(at for _, at in t),
+                    start,
+                )
+                for t in timed
+            )
         )
     cpu = time.process_time() - cpu
     assert all(r is not None and r.output is not None for r in results)
