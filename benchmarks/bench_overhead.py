@@ -83,14 +83,19 @@ async def raw_job(
         return msgspec.json.decode(await response.read(), type=_Result)
 
 
-async def raw_round(sim: SimProcess, jobs: int) -> None:
-    """The floor: ``jobs`` raw jobs gathered at once over one pooled session."""
+def raw_session(sim: SimProcess) -> aiohttp.ClientSession:
+    """A bare session bounded like the client's defaults, with the token on every request."""
     connector = aiohttp.TCPConnector(
         limit=LIMITS.max_connections, limit_per_host=LIMITS.max_connections_per_host
     )
     headers = {"Authorization": f"Bearer {sim.token}", "Content-Type": "application/json"}
+    return aiohttp.ClientSession(connector=connector, headers=headers)
+
+
+async def raw_round(sim: SimProcess, jobs: int) -> None:
+    """The floor: ``jobs`` raw jobs gathered at once over one pooled session."""
     submits = asyncio.Semaphore(LIMITS.max_submits_in_flight)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    async with raw_session(sim) as session:
         body = msgspec.json.encode(INPUTS)
         results = await asyncio.gather(
             *(raw_job(session, submits, sim.url, body) for _ in range(jobs))
@@ -128,32 +133,15 @@ async def replay_job(
     return result
 
 
-async def replay_round(sim: SimProcess, sequences: list[tuple[str, ...]]) -> None:
-    """The floor at equal request counts: the client round's requests, made by hand."""
-    connector = aiohttp.TCPConnector(
-        limit=LIMITS.max_connections, limit_per_host=LIMITS.max_connections_per_host
-    )
-    headers = {"Authorization": f"Bearer {sim.token}", "Content-Type": "application/json"}
+async def replay_round(
+    sim: SimProcess,
+    sequences: list[tuple[str, ...]],
+    times: list[tuple[float, ...]] | None = None,
+) -> None:
+    """The floor at equal request counts: the client round's requests, made by hand; with
+    ``times``, each at the moment the client made it."""
     submits = asyncio.Semaphore(LIMITS.max_submits_in_flight)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        body = msgspec.json.encode(INPUTS)
-        results = await asyncio.gather(
-            *(replay_job(session, submits, sim.url, body, routes) for routes in sequences)
-        )
-    assert all(r is not None and r.output is not None for r in results)
-
-
-async def measure_paced(sim: SimProcess, timed: list[tuple[tuple[str, float], ...]]) -> Sample:
-    """The client round's requests made by hand at the same moments (same waits, same mix)."""
-    connector = aiohttp.TCPConnector(
-        limit=LIMITS.max_connections, limit_per_host=LIMITS.max_connections_per_host
-    )
-    headers = {"Authorization": f"Bearer {sim.token}", "Content-Type": "application/json"}
-    submits = asyncio.Semaphore(LIMITS.max_submits_in_flight)
-    mark, _ = sim.routes(1 << 62)
-    gc.collect()
-    cpu = time.process_time()
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    async with raw_session(sim) as session:
         body = msgspec.json.encode(INPUTS)
         start = asyncio.get_running_loop().time()
         results = await asyncio.gather(
@@ -163,18 +151,14 @@ async def measure_paced(sim: SimProcess, timed: list[tuple[tuple[str, float], ..
                     submits,
                     sim.url,
                     body,
-                    tuple(route for route, _ in t),
-                    tuple(at for _, at in t),
+                    routes,
+                    None if times is None else times[i],
                     start,
                 )
-                for t in timed
+                for i, routes in enumerate(sequences)
             )
         )
-    cpu = time.process_time() - cpu
     assert all(r is not None and r.output is not None for r in results)
-    _, replayed = sim.routes(mark)
-    assert sorted(replayed) == sorted(tuple(r for r, _ in t) for t in timed)
-    return cpu / len(timed) * 1e3, sum(len(r) for r in replayed) / len(timed)
 
 
 async def client_round(
@@ -214,12 +198,17 @@ async def measure(
     return (cpu / JOBS_PER_ROUND * 1e3, requests / JOBS_PER_ROUND), sequences
 
 
-async def measure_replay(sim: SimProcess, sequences: list[tuple[str, ...]]) -> Sample:
-    """One replay round of ``sequences``; checks it made exactly the same requests."""
+async def measure_replay(
+    sim: SimProcess,
+    sequences: list[tuple[str, ...]],
+    times: list[tuple[float, ...]] | None = None,
+) -> Sample:
+    """One replay round of ``sequences`` (at ``times``, if given); checks it made exactly
+    the same requests."""
     mark, _ = sim.routes(1 << 62)
     gc.collect()
     cpu = time.process_time()
-    await replay_round(sim, sequences)
+    await replay_round(sim, sequences, times)
     cpu = time.process_time() - cpu
     _, replayed = sim.routes(mark)
     assert sorted(replayed) == sorted(sequences), "the replay made other requests"
@@ -260,7 +249,9 @@ async def main() -> None:
                     timed = sim.timed_routes(mark)
                 replay = await measure_replay(sim, sequences)
                 samples[f"  raw, same requests as {name.split(':')[0]}"].append(replay)
-            samples[PACED].append(await measure_paced(sim, timed))
+            paced = [tuple(route for route, _ in job) for job in timed]
+            at = [tuple(t for _, t in job) for job in timed]
+            samples[PACED].append(await measure_replay(sim, paced, at))
     report(samples)
 
 
