@@ -327,17 +327,19 @@ class PollScheduler:
     def cold_leader(self, model_id: str | None, watcher: object, start: float) -> bool:
         """Whether ``watcher`` leads its model's running jobs with no run time learned:
         the earliest started (``start``) of them, whose finish is likely the batch's first."""
-        peers = self._cold.get((model_id, False)) if model_id is not None else None
+        if model_id is None:
+            return False
+        peers = self._cold.get((model_id, False))
         if peers is None or len(peers) < 2 or watcher not in peers:
             return False
-        held = self._leaders.get(model_id)  # type: ignore[arg-type]
+        held = self._leaders.get(model_id)
         if held is not None:
             other = held[0]()
             if other is watcher:
                 return True
             if other is not None and other in peers and held[1] <= start:
                 return False
-        self._leaders[model_id] = (weakref.ref(watcher), start)  # type: ignore[index]
+        self._leaders[model_id] = (weakref.ref(watcher), start)
         return True
 
     def record_run(self, model_id: str, shortest: float, longest: float) -> None:

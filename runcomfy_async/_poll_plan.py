@@ -259,8 +259,6 @@ def _plan_learned(
         # crossed from their start.
         narrow = settle_interval(policy, estimate) * _SETTLE_SLACK + step
         aim = last if last - first <= narrow else first
-        # Jittered by a share of one step, not of the whole wait: a tenth of a long wait
-        # would land the one poll of a narrow window well before its end.
         wait = _jittered(policy, min(policy.max_learned_interval, aim - now), rand)
     elif now <= last:
         wait = _jittered(policy, step, rand)

@@ -126,7 +126,8 @@ class Watcher:
             started = (started[0], started[0])
         elif started and self._guess is not None:
             # Seen running after a poll aimed at its guessed start: it started about then.
-            started = (max(started[0], min(started[1], self._guess - 0.05)), started[1])
+            guessed = self._guess - sched.policy.min_finish_interval
+            started = (max(started[0], min(started[1], guessed)), started[1])
         position, guess = self.last.queue_position if self.last else None, self._guess
         if state is JobState.IN_QUEUE and position and guess != -math.inf:
             # A guess that proved early once (-inf) is not trusted again for this job.
@@ -411,7 +412,7 @@ class Watcher:
         ran = sched.run_times.record_stamps(
             model_id, self._submitted, result.created_at, result.finished_at, self._answered_at
         )
-        if model_id is not None and self._started is not None and self._running_since:
+        if model_id is not None and self._started and self._running_since is not None:
             started, since, answered = self._started, self._running_since, self._answered_at
             sched.record_run(model_id, *run_bounds(started, since, answered, self._submitted, ran))
 
