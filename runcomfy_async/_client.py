@@ -22,7 +22,6 @@ from ._run import check_timeout
 from ._session import Session
 from ._spend import stop_at_limit
 from ._views import ClientViews
-from ._watch import watch
 from ._wire import check_request_id
 
 if TYPE_CHECKING:
@@ -291,13 +290,7 @@ class Client(ClientViews):
         """
         self._check_open()
         check_timeout(timeout)
-        return watch(
-            self._s.routes,
-            self._s.scheduler,
-            check_request_id(request_id),
-            model_id=model_id,
-            timeout=timeout,
-        )
+        return self._s.watch(check_request_id(request_id), model_id, timeout)
 
     async def wait(
         self, request_id: str, *, timeout: float | None = None, model_id: str | None = None

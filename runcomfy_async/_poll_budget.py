@@ -344,6 +344,8 @@ class PollScheduler:
 
     def record_run(self, model_id: str, shortest: float, longest: float) -> None:
         """Learn a run time, and wake the model's unlearned jobs to re-plan with it."""
+        if not self.policy.learn:
+            return
         self.run_times.record_run(model_id, shortest, longest)
         event = self._learned.pop(model_id, None)
         if event is not None:
@@ -351,6 +353,8 @@ class PollScheduler:
 
     def record_drain(self, model_id: str, seconds_per_position: float) -> None:
         """Learn a queue step; the model's first wakes its queued jobs to re-plan."""
+        if not self.policy.learn:
+            return
         first = self.run_times.drain(model_id) is None
         self.run_times.record_drain(model_id, seconds_per_position)
         event = self._learned.pop(model_id, None) if first else None

@@ -15,7 +15,7 @@ token; one tenant's 429s never slow another's polls.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
 from ._catalog import Catalog
@@ -30,15 +30,19 @@ from ._retry import Backpressure
 from ._run import Runner
 from ._spend import PRICE_USD, SpendingSubmitter, SpendLedger, SpendRoutes, check_price
 from ._transport import Transport
-from ._watch import wait
+from ._watch import wait, watch
 
 if TYPE_CHECKING:
     from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
+    from ._events import Event
     from ._retry import RetryEvent, RetryHook
     from ._wire import Result
     from .models import ModelInput
 
 __all__ = ["Session"]
+
+# Submit times kept for a later wait()/watch() of the same job (oldest dropped first).
+RECENT_SUBMITS = 100_000
 
 
 class Session:
@@ -72,6 +76,8 @@ class Session:
         self._per_token: dict[str, tuple[Backpressure, PollScheduler]] = {}
         self.root: Session | None = None
         self.closed = False
+        # request id -> (model id, submit time on the scheduler's clock); see fresh().
+        self.recent_submits: dict[str, tuple[str, float]] = {}
         # Submits abandoned mid-POST finish here; aclose() waits for them.
         self.cleanups = CleanupTasks()
         token = resolve_token(token)
@@ -228,18 +234,57 @@ class Session:
     async def wait(self, request_id: str, model_id: str | None, timeout: float | None) -> Result:
         """Wait for a job (``Client.wait``), in a ``runcomfy.run`` span with telemetry."""
 
-        call = wait(self.routes, self.scheduler, request_id, model_id=model_id, timeout=timeout)
+        model_id, submitted_at = self.fresh(request_id, model_id)
+        call = wait(
+            self.routes,
+            self.scheduler,
+            request_id,
+            model_id=model_id,
+            timeout=timeout,
+            submitted_at=submitted_at,
+        )
         if self.telemetry is None:
             return await call
         return await self.telemetry.traced(model_id, request_id, call)
+
+    def watch(
+        self, request_id: str, model_id: str | None, timeout: float | None
+    ) -> AsyncIterator[Event]:
+        """A job's transitions (``Client.watch``), learning as a wait does."""
+        model_id, submitted_at = self.fresh(request_id, model_id)
+        return watch(
+            self.routes,
+            self.scheduler,
+            request_id,
+            model_id=model_id,
+            timeout=timeout,
+            submitted_at=submitted_at,
+        )
 
     async def submit(self, model_id: str, body: dict[str, object], price_usd: float | None) -> str:
         """Submit one job (see :meth:`run` for ``price_usd``); return its request id."""
         reset = PRICE_USD.set(check_price(price_usd))
         try:
-            return (await self.submitter.submit(model_id, body)).request_id
+            request_id = (await self.submitter.submit(model_id, body)).request_id
         finally:
             PRICE_USD.reset(reset)
+        recent = (self.root or self).recent_submits
+        if len(recent) >= RECENT_SUBMITS:
+            del recent[next(iter(recent))]
+        recent[request_id] = (model_id, self.scheduler.clock())
+        return request_id
+
+    def fresh(self, request_id: str, model_id: str | None) -> tuple[str | None, float | None]:
+        """The model and submit time of a job this session submitted, for its wait or watch.
+
+        A wait that knows when its job was submitted bounds the job's start, so the
+        model's run time is learned (and the learned schedule used) as in ``run()``; a
+        handle rebuilt from a stored id, or a job from elsewhere, has neither.
+        """
+        known = (self.root or self).recent_submits.get(request_id)
+        if known is None:
+            return model_id, None
+        return model_id or known[0], known[1]
 
     async def aclose(self) -> None:
         """Wait for the cleanup tasks (each bounded), close the pool, then the journal.

@@ -33,6 +33,7 @@ from runcomfy_async import (
     NotFoundError,
     PollPolicy,
     Queued,
+    RequestHandle,
     ServerError,
     UnknownStatus,
     WaitTimeoutError,
@@ -204,7 +205,7 @@ async def test_transient_faults_are_absorbed(
 async def test_rate_limit_holds_back_every_job(sim: Simulator) -> None:
     """A 429's Retry-After delays the next poll of every job of the session, not just one."""
     sim.add_fault(Fault(FaultKind.RATE_LIMIT, "status", after=2, retry_after=0.05))
-    policy = msgspec.structs.replace(FAST_POLL, max_retry_after=60.0)
+    policy = msgspec.structs.replace(FAST_POLL, max_retry_after=60.0, learn=False)
     async with _client(sim, policy) as client:
         ids = [await _submit(client, sim, JobScript(queue_polls=3, run_polls=3)) for _ in "ab"]
         async with anyio.create_task_group() as tg:
@@ -431,6 +432,45 @@ async def test_finished_job_teaches_its_model_run_time(fast: Client, sim: Simula
     estimate = fast._s.scheduler.run_times.estimate(WAN25)
     assert estimate is not None and estimate.samples == 1
     assert 0 <= estimate.low <= estimate.high < 5
+
+
+async def test_learn_off_learns_nothing(sim: Simulator) -> None:
+    """With ``learn=False`` nothing is learned, so no poll is planned on a run time."""
+    async with _client(sim, msgspec.structs.replace(FAST_POLL, learn=False)) as client:
+        for _ in range(3):
+            await client.run(WAN25, GOOD_INPUTS)
+        assert client._s.scheduler.run_times.estimate(WAN25) is None
+    assert sim.count("result") == 3  # one fetch per job, never a /result poll
+
+
+@pytest.mark.parametrize("how", ["handle.wait", "client.wait", "watch", "rebuilt handle"])
+async def test_submit_then_wait_learns_as_run_does(fast: Client, sim: Simulator, how: str) -> None:
+    """A job waited on after ``submit()`` teaches its model's run time (its submit bounds its
+    start), so the next one is first polled at its expected finish, on /result, as in
+    ``run()``;
+    a handle rebuilt from a bare id (no model, no submit time known) in a new client cannot.
+    """
+
+    async def finish(client: Client, handle: RequestHandle) -> None:
+        if how == "handle.wait":
+            await handle.wait()
+        elif how == "client.wait":
+            await client.wait(handle.request_id)  # the model comes from the submit too
+        elif how == "watch":
+            [event async for event in client.watch(handle.request_id)]
+        else:
+            async with _client(sim, FAST_POLL) as other:
+                await other.handle(handle.request_id).wait()
+
+    for _ in range(2):
+        sim.script_next(JobScript(queue_polls=0, run_polls=1))
+        handle = await fast.submit(WAN25, GOOD_INPUTS)
+        await finish(fast, handle)
+    routes = [r.route for r in sim.log if r.request_id == handle.request_id]
+    learned = fast._s.scheduler.run_times.estimate(WAN25) is not None
+    assert learned is (how != "rebuilt handle")
+    # Learned: the first poll waits for the expected finish and asks /result.
+    assert routes[:2] == ["submit", "result" if learned else "status"]
 
 
 async def test_finished_run_sends_no_cancel(fast: Client, sim: Simulator) -> None:
