@@ -91,7 +91,11 @@ class Telemetry:
     def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
         assert otel_trace is not None and otel_metrics is not None
         self._trace = otel_trace
-        self.tracer = (tracer_provider or otel_trace.get_tracer_provider()).get_tracer(_SCOPE)
+        tracers = tracer_provider or otel_trace.get_tracer_provider()
+        self.tracer = tracers.get_tracer(_SCOPE)
+        self._idle_tracers = tracer_provider is None and type(tracers).__name__ == (
+            "ProxyTracerProvider"
+        )
         provider = meter_provider or otel_metrics.get_meter_provider()
         meter = provider.get_meter(_SCOPE)
         # The API's stand-in until an SDK's provider is set: metrics sent to it go nowhere,
@@ -109,6 +113,20 @@ class Telemetry:
         self.queue_time = meter.create_histogram("runcomfy.queue_time", unit="s")
         self.run_time = meter.create_histogram("runcomfy.run_time", unit="s")
         self.spend = meter.create_counter("runcomfy.spend", unit="USD")
+
+    @property
+    def idle(self) -> bool:
+        """Neither provider given nor set globally (yet): spans and metrics go nowhere.
+
+        A run then skips its span and facts altogether. Read on each run, so a provider
+        set after the client was made is used from the next run on.
+        """
+        return (
+            self._idle_tracers
+            and self._idle_meters is not None
+            and getattr(otel_trace, "_TRACER_PROVIDER", self) is None
+            and getattr(_METERS_SLOT, "_METER_PROVIDER", self) is None
+        )
 
     def on_response(self, route: str, status: int) -> None:
         """Every API answer (``status`` 0: none arrived)."""

@@ -225,7 +225,7 @@ class Session:
                     cancel_on_exit=cancel_on_exit,
                     on_uncertain=on_uncertain,
                 )
-            if self.telemetry is None:
+            if self.telemetry is None or self.telemetry.idle:
                 return await call
             return await self.telemetry.traced(model_id, None, call)
         finally:
@@ -243,7 +243,7 @@ class Session:
             timeout=timeout,
             submitted_at=submitted_at,
         )
-        if self.telemetry is None:
+        if self.telemetry is None or self.telemetry.idle:
             return await call
         return await self.telemetry.traced(model_id, request_id, call)
 

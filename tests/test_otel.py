@@ -154,17 +154,23 @@ async def test_metrics_jobs_requests_retries_429s_times_spend(
 
 
 async def test_global_providers_are_used_by_default(sim: Simulator) -> None:
-    """Without providers given, the client reports to OpenTelemetry's global ones."""
+    """Without providers given, the client reports to OpenTelemetry's global ones — also
+    one set after the client was made (a run before it had nowhere to report, and cost
+    nothing: no span was started)."""
     from opentelemetry import trace
 
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    trace._TRACER_PROVIDER_SET_ONCE._done = False  # tests only: reset the global once
-    trace.set_tracer_provider(provider)
     try:
-        sim.script_next(JobScript(queue_polls=0, run_polls=0))
         async with Client(token=sim.token, base_url=sim.url, polling=FAST_POLL) as c:
+            assert c._s.telemetry is not None and c._s.telemetry.idle
+            sim.script_next(JobScript(queue_polls=0, run_polls=0))
+            await c.run(WAN25, GOOD_INPUTS)
+            trace._TRACER_PROVIDER_SET_ONCE._done = False  # tests only: reset the global once
+            trace.set_tracer_provider(provider)
+            assert not c._s.telemetry.idle
+            sim.script_next(JobScript(queue_polls=0, run_polls=0))
             await c.run(WAN25, GOOD_INPUTS)
         assert [s.name for s in spans.get_finished_spans()] == ["runcomfy.run"]
     finally:
