@@ -330,7 +330,7 @@ class PollScheduler:
         if model_id is None:
             return False
         peers = self._cold.get((model_id, False))
-        if peers is None or len(peers) < 2 or watcher not in peers:
+        if peers is None or watcher not in peers:
             return False
         held = self._leaders.get(model_id)
         if held is not None:

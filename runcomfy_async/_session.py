@@ -30,7 +30,7 @@ from ._retry import Backpressure
 from ._run import Runner
 from ._spend import PRICE_USD, SpendingSubmitter, SpendLedger, SpendRoutes, check_price
 from ._transport import Transport
-from ._watch import wait, watch
+from ._watch import Watcher, drive, watch
 
 if TYPE_CHECKING:
     from ._config import Limits, PollPolicy, RetryPolicy, Timeouts
@@ -233,9 +233,8 @@ class Session:
 
     async def wait(self, request_id: str, model_id: str | None, timeout: float | None) -> Result:
         """Wait for a job (``Client.wait``), in a ``runcomfy.run`` span with telemetry."""
-
         model_id, submitted_at = self.fresh(request_id, model_id)
-        call = wait(
+        watcher = Watcher(
             self.routes,
             self.scheduler,
             request_id,
@@ -243,6 +242,7 @@ class Session:
             timeout=timeout,
             submitted_at=submitted_at,
         )
+        call = drive(watcher)  # never cancels remotely: the job may be someone else's
         if self.telemetry is None or self.telemetry.idle:
             return await call
         return await self.telemetry.traced(model_id, request_id, call)

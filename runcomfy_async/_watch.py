@@ -1,15 +1,15 @@
-"""One job's watcher: status polls in, transition events out; and watch()/wait() on it.
+"""One job's watcher: status polls in, transition events out; and watch() on it.
 
 One :class:`Watcher` per job does one poll per step and turns the answer into the events
 that are new (a repeated status yields nothing). It keeps what was seen (state, queue
 position, unknown words), what was already yielded, and the bounds the learned schedule
-needs. :func:`watch` and :func:`wait` only drive it, so :func:`watch` never yields
+needs. :func:`watch` and :func:`drive` only step it, so :func:`watch` never yields
 inside a cancel scope or task group (anyio's rule for async generators): every scope
 opens and closes within a step. Breaking out of ``async for`` therefore leaves nothing
 behind — no task, no waiter in the poll scheduler, no connection — and never cancels
 the job remotely (only :mod:`._run`, which submitted the job, does that).
 
-The functions take a ``timeout`` rather than leave it to ``anyio.fail_after`` around the
+The watcher takes a ``timeout`` rather than leave it to ``anyio.fail_after`` around the
 call, because the deadline belongs to the job, not to the call: reaching it raises
 :class:`~runcomfy_async.WaitTimeoutError` naming the last status, lets a poll already due
 finish, and decides whether a run cancels remotely.
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ._poll_budget import PollScheduler
     from ._routes import Routes
 
-__all__ = ["DEFAULT_LAST_POLL_GRACE", "Watcher", "drive", "is_transient", "wait", "watch"]
+__all__ = ["DEFAULT_LAST_POLL_GRACE", "Watcher", "drive", "is_transient", "watch"]
 
 logger: Final = logging.getLogger("runcomfy_async")
 
@@ -62,7 +62,7 @@ class Watcher:
 
     # Slots: a batch holds one watcher per job in flight (10,000 in a big gather).
     __slots__ = tuple(
-        "__weakref__ _answered_at _failures _flips _guess _last_exc _left_queue_lo"  # noqa: SIM905
+        "__weakref__ _answered_at _batched _failures _flips _guess _last_exc _left_queue_lo"  # noqa: SIM905
         " _polls _position_seen _presumed _races _result_failures _result_streak _retry_after"
         " _running_since _shown _since _started _step _submitted _unknown_words deadline done"
         " last model_id request_id routes scheduler state timeout".split()
@@ -102,7 +102,8 @@ class Watcher:
         self._started: tuple[float, float] | None = None
         self._running_since: float | None = None
         self._position_seen: tuple[int, float] | None = None
-        self._presumed: tuple[float, float] | None = None  # see _presume_running
+        self._presumed: tuple[float, float] | None = None  # see _presume
+        self._batched = False  # presumed only as one of a cold batch: taught nothing
         self._guess: float | None = None  # a queued job's guessed start (see queue_start)
 
     # --- timing ----------------------------------------------------------------------
@@ -148,7 +149,7 @@ class Watcher:
             position=position,
             estimate=estimate,
             drain=drain,
-            peers=sched.cold_peers(self.model_id, self, self.state),
+            peers=sched.cold_peers(self.model_id, self, state),
             leader=started is not None and sched.cold_leader(self.model_id, self, started[0]),
             since=self._since,
             start_at=guess if state is JobState.IN_QUEUE and guess != -math.inf else None,
@@ -156,12 +157,24 @@ class Watcher:
         )
         return min(plan.at, self.deadline), plan.key
 
-    def _presume(self) -> tuple[float, float] | None:
-        """The start of a fresh job presumed running since its submit, if one may be."""
+    def _presume(self, *, cold: bool = True) -> tuple[float, float] | None:
+        """The start of a fresh job presumed running since its submit, if one may be: its
+        model's jobs do not queue (no drain rate learned) and its run time is learned —
+        or, with ``cold``, another of its jobs already polls to learn it (this one then
+        takes its place in the cold batch's spread instead of a poll at once)."""
         sched, lo = self.scheduler, self._left_queue_lo
         if lo is None or not sched.policy.learn or sched.run_times.drain(self.model_id):
             return None
-        return None if sched.run_times.estimate(self.model_id) is None else (lo, lo)
+        self._batched = False
+        if sched.run_times.estimate(self.model_id) is not None:
+            return (lo, lo)
+        # Counted among the model's cold running jobs; the first of them polls at once and
+        # leads the batch (it started first, so it likely finishes first).
+        peers = sched.cold_peers(self.model_id, self, JobState.IN_PROGRESS) if cold else 0
+        if peers == 1:
+            sched.cold_leader(self.model_id, self, lo)
+        self._batched = peers > 1
+        return (lo, lo) if self._batched else None
 
     def _scope_limit(self) -> float | None:
         if self.deadline == math.inf:
@@ -213,7 +226,10 @@ class Watcher:
 
     def _learning_model(self) -> str | None:
         """The model whose first run time (or drain rate) would re-plan the next poll."""
-        return self.scheduler.learning_model(self.model_id, self.state)
+        state = self.state
+        if state is None and self._presumed is not None:
+            state = JobState.IN_PROGRESS  # presumed running since its submit
+        return self.scheduler.learning_model(self.model_id, state)
 
     def _finishing(self) -> bool:
         """Whether the job runs and should be finishing: poll ``/result`` (it answers the
@@ -221,7 +237,7 @@ class Watcher:
         sched = self.scheduler
         if self._polls == 1 and self._presumed is None:
             # A first poll granted late: its model may have learned meanwhile.
-            self._presumed = self._presume()
+            self._presumed = self._presume(cold=False)
         started = self._presumed if self._polls == 1 else None
         if started is None and self.state is JobState.IN_PROGRESS:
             started = self._started
@@ -236,8 +252,20 @@ class Watcher:
     async def _poll(self, at: float, key: float) -> tuple[Status | Result | None, float]:
         """Wait for this job's turn and poll once; a transient failure gives None."""
         sched = self.scheduler
-        while not await sched.sleep_until(at, self._learning_model()):
-            at, key = self._next_plan()  # its model just learned a run time: re-plan
+        estimate = sched.run_times.estimate(self.model_id)
+        while True:
+            while not await sched.sleep_until(at, self._learning_model()):
+                at, key = self._next_plan()  # its model just learned a run time: re-plan
+            now = sched.run_times.estimate(self.model_id)
+            if now is estimate or now is None or self.state is JobState.IN_QUEUE:
+                break
+            # Jobs that finished meanwhile changed the estimate: a running job's poll it
+            # now says is early waits (a wake-up costs far less than a request). A queued
+            # job's plan rests on its last position, which would be stale by now.
+            estimate = now
+            at, key = self._next_plan()
+            if at <= sched.clock():
+                break
         await sched.turn(at, key=key)
         sent = sched.clock()
         self._polls += 1
@@ -355,7 +383,7 @@ class Watcher:
                 if before is None or position != before[0]:
                     self._position_seen = (position, now)
         elif state in _RUNNING:
-            if self._started is None and self._polls == 1 and self._presumed is not None:
+            if self._started is None and self._polls == 1 and self._presumed and not self._batched:
                 # Presumed running since its submit and not seen queued: keep that start
                 # (else it would teach only "0 to T s", and the window would widen).
                 self._started = self._presumed
@@ -434,65 +462,16 @@ async def watch(
     timeout: float | None = None,
     submitted_at: float | None = None,
 ) -> AsyncIterator[Event]:
-    """Yield a job's transitions until, and including, the terminal one.
+    """Yield a job's transitions until, and including, the terminal one (``Client.watch``).
 
-    ``Queued`` comes again whenever the position changes, ``UnknownStatus`` once per new
-    word (the job is then treated as still running), and exactly one of ``Completed``,
-    ``Failed`` or ``Cancelled`` ends it. Transient poll failures are absorbed by backoff.
-    Leaving the loop early is safe and never cancels the job remotely.
-
-    Args:
-        routes: The session's routes.
-        scheduler: The session's poll scheduler.
-        request_id: The job.
-        model_id: The job's model, if known: polling learns its run time.
-        timeout: Overall deadline in seconds; None waits as long as it takes.
-        submitted_at: When the job was submitted, on the scheduler's clock, if known
-            (say, by a handle fresh from submit); it lets the learned schedule start at
-            once when the first answer is already ``in_progress``.
-
-    Raises:
-        WaitTimeoutError: The deadline passed (also a ``TimeoutError``).
-        NotFoundError: Unknown or expired id (404001); raised at once.
-        AuthenticationError: The token was refused; raised at once.
-        PermissionDeniedError: Someone else's request; raised at once.
-        TransportError: Polls kept failing (``max_consecutive_failures`` in a row).
-        APIStatusError: Polls kept failing, or another error answer.
+    The watcher is made at the first iteration, so the deadline counts from there. Events
+    are yielded here, outside every cancel scope a step opened; leaving the loop early
+    never cancels the job remotely. ``submitted_at`` (the scheduler's clock) bounds the
+    job's start, so the learned schedule may start at once.
     """
     watcher = Watcher(
         routes, scheduler, request_id, model_id=model_id, timeout=timeout, submitted_at=submitted_at
     )
     while not watcher.done:
-        events = await watcher.step()
-        # Yielded here, outside every cancel scope the step opened.
-        for event in events:
+        for event in await watcher.step():
             yield event
-
-
-async def wait(
-    routes: Routes,
-    scheduler: PollScheduler,
-    request_id: str,
-    *,
-    model_id: str | None = None,
-    timeout: float | None = None,
-    submitted_at: float | None = None,
-) -> Result:
-    """Wait for a job to finish and return its result. Never cancels remotely.
-
-    The arguments are :func:`watch`'s.
-
-    Raises:
-        JobFailedError: The job failed; its result and error are attached.
-        JobCancelledError: The job was cancelled.
-        WaitTimeoutError: The deadline passed (also a ``TimeoutError``).
-        NotFoundError: Unknown or expired id (404001).
-        AuthenticationError: The token was refused.
-        PermissionDeniedError: Someone else's request.
-        TransportError: Polls kept failing.
-        APIStatusError: Polls kept failing, or another error answer.
-    """
-    watcher = Watcher(
-        routes, scheduler, request_id, model_id=model_id, timeout=timeout, submitted_at=submitted_at
-    )
-    return await drive(watcher)

@@ -189,13 +189,14 @@ class _Job:
 
 
 def test_the_earliest_started_unlearned_job_leads_its_batch() -> None:
-    """One leader per model among its running unlearned jobs: the earliest started; when it
-    leaves, the next earliest takes over; a lone job or a learned model has none."""
+    """One leader per model among its running unlearned jobs: the earliest started (a lone
+    job leads the batch that may follow it); when it leaves, the next earliest takes over;
+    a learned model has none."""
     sched = PollScheduler()
     jobs = [_Job() for _ in range(4)]
     starts = [0.3, 0.1, 0.2, 0.4]
     assert sched.cold_peers(WAN25, jobs[0], JobState.IN_PROGRESS) == 1
-    assert not sched.cold_leader(WAN25, jobs[0], starts[0])  # alone: no batch to lead
+    assert sched.cold_leader(WAN25, jobs[0], starts[0])  # alone: it leads whoever follows
     for job in jobs[1:]:
         sched.cold_peers(WAN25, job, JobState.IN_PROGRESS)
     leads = [sched.cold_leader(WAN25, job, start) for job, start in zip(jobs, starts, strict=True)]

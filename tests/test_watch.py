@@ -434,6 +434,28 @@ async def test_finished_job_teaches_its_model_run_time(fast: Client, sim: Simula
     assert 0 <= estimate.low <= estimate.high < 5
 
 
+async def test_a_cold_batch_waits_for_its_first_job_to_learn(sim: Simulator) -> None:
+    """Jobs of a model not learned yet, waited on together: the first polls at once and
+    leads; the others send nothing until it has finished (their spread polls would wait
+    long here), then each is polled once on /result, at its expected finish."""
+    policy = PollPolicy(first_interval=30.0, max_interval=30.0)
+    async with _client(sim, policy) as client:
+        handles = []
+        for _ in range(4):
+            sim.script_next(JobScript(queue_polls=0, run_polls=1))
+            handles.append(await client.submit(WAN25, GOOD_INPUTS))
+        with anyio.fail_after(20):
+            await asyncio.gather(*(h.wait() for h in handles))
+    polls = [r for r in sim.log if r.route in ("status", "result")]
+    first = [r for r in polls if r.request_id == handles[0].request_id]
+    assert [r.route for r in first][-1] == "result" and len(first) >= 2
+    learned = first[-1].t  # the leader's last answer: completed
+    for handle in handles[1:]:
+        mine = [r for r in polls if r.request_id == handle.request_id]
+        assert mine and all(r.t >= learned for r in mine)
+        assert mine[0].route == "result"
+
+
 async def test_learn_off_learns_nothing(sim: Simulator) -> None:
     """With ``learn=False`` nothing is learned, so no poll is planned on a run time."""
     async with _client(sim, msgspec.structs.replace(FAST_POLL, learn=False)) as client:
