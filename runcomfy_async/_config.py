@@ -179,9 +179,10 @@ class PollPolicy(msgspec.Struct, frozen=True, kw_only=True):
     model's observed run times replace it while a job runs: one poll every
     ``max_learned_interval`` at most while the job cannot be done yet, then polls through
     the window where it is expected to finish at ``finish_fraction`` of the expected run
-    time (within ``min_finish_interval`` and ``finish_interval``). Jobs of a model not
-    learned yet that run side by side spread their polls, so the batch learns from its
-    first finisher and every other job of it re-plans at once.
+    time (within ``min_finish_interval`` and ``finish_interval``); a window so narrow
+    that one poll settles it is polled at its end, put off (not shortened) by the jitter.
+    Jobs of a model not learned yet that run side by side spread their polls, so the
+    batch learns from its first finisher and every other job of it re-plans at once.
 
     The session's budget (status, result and cancel requests together) has no fixed
     ceiling: it starts at ``start_requests_per_second``, grows while answers are good,

@@ -63,7 +63,8 @@ _QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-
 
 
 def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:
-    # Only ever shortened: a cap stays a cap, and a window edge is never overshot.
+    # Only ever shortened: a cap stays a cap, and a window edge is never overshot (but a
+    # narrow window's end, see _plan_learned).
     return seconds * (1.0 - policy.jitter * rand)
 
 
@@ -258,6 +259,10 @@ def _plan_learned(
         # run time's own spread are allowed for) needs one poll, at its end; others are
         # crossed from their start.
         narrow = settle_interval(policy, estimate) * _SETTLE_SLACK + step
+        if last - first <= narrow and last - now <= policy.max_learned_interval:
+            # Jittered past the end, not before it: a poll early by a tenth of the run
+            # would most likely find the job still running, and cost one more.
+            return Plan(last + policy.jitter * rand * step, key)
         aim = last if last - first <= narrow else first
         wait = _jittered(policy, min(policy.max_learned_interval, aim - now), rand)
     elif now <= last:

@@ -210,6 +210,27 @@ def test_sixty_second_job_costs_few_polls_when_learned() -> None:
     assert now - finish <= NO_JITTER.finish_interval
 
 
+@pytest.mark.parametrize("rand", [0.0, 0.3, 0.7, 1.0])
+def test_a_narrow_window_is_polled_once_just_past_its_end(rand: float) -> None:
+    """A 0.2 s job of a model learned at 0.195-0.205 s: one poll at the window's end or a
+    jitter's share of the finish interval after it, never before (an early poll would
+    most likely find it running and cost another)."""
+    policy = PollPolicy()
+    estimate = RunEstimate(0.195, 0.205, 5)
+    plan = plan_next(
+        policy,
+        0.01,
+        state=JobState.IN_PROGRESS,
+        step=0,
+        started=(0.0, 0.0),
+        estimate=estimate,
+        rand=rand,
+    )
+    step = 0.05  # the finish interval of a 0.2 s job: min_finish_interval
+    assert 0.205 <= plan.at <= 0.205 + policy.jitter * step + 1e-9
+    assert plan.at == pytest.approx(0.205 + policy.jitter * rand * step)
+
+
 def test_learning_can_be_switched_off() -> None:
     """With learn=False the plain schedule applies even with an estimate."""
     plan = plan_next(
