@@ -141,19 +141,24 @@ class AdaptiveRate:
         self.floor = _MIN_RATE if self.cap is None else max(_MIN_RATE, self.cap * _CAP_FLOOR)
         self._ceiling = 0.0  # the rate a quiet spell recovers to quickly
         self._good: deque[float] = deque()
-        burst = self.max_burst if self.cap is not None else self._burst()
+        burst = self.max_burst if self.cap is not None else self._burst(now)
         self.bucket = TokenBucket(self.rate, burst, now)
 
-    def _burst(self) -> float:
+    def _burst(self, now: float) -> float:
         if self.cap is not None and self.rate >= self.cap:
             return float(self.max_burst)
-        return max(1.0, min(float(self.max_burst), self.rate * _BURST_SECONDS))
+        burst = min(float(self.max_burst), self.rate * _BURST_SECONDS)
+        if not self.limited:
+            # Before the server's limit is known, never more at once than it answered well
+            # over the last second: a batch woken together is not a burst it has seen.
+            burst = min(burst, self.good_rate(now) * _WINDOW)
+        return max(1.0, burst)
 
     def _set(self, rate: float, now: float) -> None:
         if self.cap is not None:
             rate = min(rate, self.cap)
         self.rate = max(self.floor, rate)
-        self.bucket.reshape(self.rate, self._burst(), now)
+        self.bucket.reshape(self.rate, self._burst(now), now)
 
     def good_rate(self, now: float) -> float:
         """Good answers a second over the last second."""
@@ -211,18 +216,18 @@ _NOW: Final = _Now()
 
 
 class _Waiter:
-    __slots__ = ("event", "gated", "gone", "granted", "key", "seq")
+    __slots__ = ("event", "gated", "gone", "granted")
 
-    def __init__(self, key: float, seq: int, gated: bool) -> None:
-        self.key = key
-        self.seq = seq
+    def __init__(self, gated: bool) -> None:
         self.event = asyncio.Event()
         self.granted = False
         self.gone = False
         self.gated = gated  # a poll: also waits for one of the polls in flight to end
 
-    def __lt__(self, other: _Waiter) -> bool:
-        return (self.key, self.seq) < (other.key, other.seq)
+
+#: The line's entries: (key, arrival, waiter), ordered by the tuple (arrivals are unique,
+#: so waiters themselves are never compared).
+_Entry = tuple[float, int, _Waiter]
 
 
 class PollScheduler:
@@ -268,7 +273,7 @@ class PollScheduler:
         self._sleep = asyncio.sleep if self._real_clock else sleep
         self.rate = AdaptiveRate(policy, clock())
         self._bucket = self.rate.bucket
-        self._heap: list[_Waiter] = []
+        self._heap: list[_Entry] = []
         self._timekeeper: _Waiter | None = None
         self._seq = itertools.count()
         self._cold: dict[tuple[str, bool], weakref.WeakSet[object]] = {}
@@ -279,7 +284,7 @@ class PollScheduler:
     @property
     def waiting(self) -> int:
         """How many due requests are waiting for the budget."""
-        return sum(1 for w in self._heap if not w.gone)
+        return sum(1 for _, _, w in self._heap if not w.gone)
 
     # --- what the answers teach --------------------------------------------------------
 
@@ -426,22 +431,24 @@ class PollScheduler:
 
     def _top(self) -> _Waiter | None:
         heap = self._heap
-        while heap and heap[0].gone:
+        while heap and heap[0][2].gone:
             heapq.heappop(heap)
-        return heap[0] if heap else None
+        return heap[0][2] if heap else None
 
     def _dispatch(self) -> None:
-        if self._paused() <= 0:
-            now = self.clock()
-            while (top := self._top()) is not None and not self._gated(top):
+        top = self._top()
+        if top is not None and self.backpressure.remaining <= 0:
+            now, heap = self.clock(), self._heap
+            while not (top.gated and self.polls_in_flight >= self._max_polls):
                 if not self._bucket.take(now):
                     break
-                heapq.heappop(self._heap)
+                heapq.heappop(heap)
                 top.granted = True
                 if top.gated:
                     self.polls_in_flight += 1
                 top.event.set()
-        top = self._top()
+                if (top := self._top()) is None:
+                    return
         if top is not None and self._timekeeper is None:
             top.event.set()  # wake it to keep time for the line
 
@@ -462,8 +469,8 @@ class PollScheduler:
             if poll:
                 self.polls_in_flight += 1
             return
-        waiter = _Waiter(key, next(self._seq), poll)
-        heapq.heappush(self._heap, waiter)
+        waiter = _Waiter(poll)
+        heapq.heappush(self._heap, (key, next(self._seq), waiter))
         try:
             while True:
                 self._dispatch()

@@ -9,6 +9,7 @@ import tracemalloc
 
 import pytest
 
+from runcomfy_async import PollPolicy
 from runcomfy_async._poll_budget import PollScheduler
 from runcomfy_async._watch import Watcher, drive
 
@@ -17,6 +18,8 @@ from .test_budget import FakeClock, _idle
 # An idle watcher (sleeping until its expected finish) with its task measured 2,596 bytes
 # on CPython 3.11 (3,740 before slots and the frameless sleep); the bound fails the latter.
 _IDLE_WATCHER_BYTES = 3_000
+#: A budget that never holds a request back: only the bound on polls in flight does.
+UNMETERED = PollPolicy(requests_per_second=1e6, burst=1_000)
 
 
 @pytest.mark.anyio
@@ -58,7 +61,7 @@ async def test_an_idle_watcher_holds_few_bytes() -> None:
 async def test_polls_in_flight_are_bounded_and_results_pass_the_bound() -> None:
     """With 2 polls in flight a third waits for one to end; a result fetch does not."""
     clock = FakeClock()
-    scheduler = PollScheduler(clock=clock, sleep=clock.sleep, max_polls_in_flight=2)
+    scheduler = PollScheduler(UNMETERED, clock=clock, sleep=clock.sleep, max_polls_in_flight=2)
     granted: list[str] = []
 
     async def poll(name: str) -> None:
@@ -80,7 +83,7 @@ async def test_polls_in_flight_are_bounded_and_results_pass_the_bound() -> None:
 async def test_a_poll_cancelled_in_line_frees_nothing_it_did_not_take() -> None:
     """Cancelling a poll waiting for the bound leaves the count of polls in flight right."""
     clock = FakeClock()
-    scheduler = PollScheduler(clock=clock, sleep=clock.sleep, max_polls_in_flight=1)
+    scheduler = PollScheduler(UNMETERED, clock=clock, sleep=clock.sleep, max_polls_in_flight=1)
     await scheduler.turn(0.0)
     waiting = asyncio.ensure_future(scheduler.turn(0.0))
     await clock.run(until=1.0)
