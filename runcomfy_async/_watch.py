@@ -322,7 +322,9 @@ class Watcher:
                 self._flipped(self.state, status)
         self._learn(state, status.queue_position, sent, now)
         if state is not self.state:
-            self._step, self._since = 0, now
+            # A fresh job's first state began at its submit, not at this answer.
+            submitted = self._submitted if self.state is None else None
+            self._step, self._since = 0, now if submitted is None else submitted
         else:
             self._step += 1
         self.state = state

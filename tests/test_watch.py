@@ -38,6 +38,7 @@ from runcomfy_async import (
     UnknownStatus,
     WaitTimeoutError,
 )
+from runcomfy_async._watch import Watcher
 from runcomfy_async.testing import Fault, FaultKind, JobScript, Simulator
 
 from .conftest import FAST_RETRY, GOOD_INPUTS, WAN25
@@ -454,6 +455,24 @@ async def test_a_cold_batch_waits_for_its_first_job_to_learn(sim: Simulator) -> 
         mine = [r for r in polls if r.request_id == handle.request_id]
         assert mine and all(r.t >= learned for r in mine)
         assert mine[0].route == "result"
+
+
+async def test_a_fresh_job_first_seen_queued_has_queued_since_its_submit(
+    fast: Client, sim: Simulator
+) -> None:
+    """The queued spread counts a fresh job's time in the queue from its submit (it was
+    queued all along), not from the first answer that said so: fewer early polls."""
+    rid = await _submit(fast, sim, JobScript(queue_polls=FOREVER))
+    scheduler = fast._s.scheduler
+    submitted = scheduler.clock() - 5.0
+    watcher = Watcher(
+        fast._s.routes, scheduler, rid, model_id=WAN25, timeout=None, submitted_at=submitted
+    )
+    await watcher.step()
+    assert watcher.state is JobState.IN_QUEUE and watcher._since == submitted
+    other = Watcher(fast._s.routes, scheduler, rid, model_id=WAN25, timeout=None, submitted_at=None)
+    await other.step()
+    assert other._since > submitted + 4.0  # not known: from the answer
 
 
 async def test_learn_off_learns_nothing(sim: Simulator) -> None:
