@@ -14,6 +14,7 @@ token; one tenant's 429s never slow another's polls.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
@@ -231,10 +232,10 @@ class Session:
         finally:
             PRICE_USD.reset(reset)
 
-    async def wait(self, request_id: str, model_id: str | None, timeout: float | None) -> Result:
-        """Wait for a job (``Client.wait``), in a ``runcomfy.run`` span with telemetry."""
+    def _watcher(self, request_id: str, model_id: str | None, timeout: float | None) -> Watcher:
+        """A watcher of the job, told its model and submit time if this session submitted it."""
         model_id, submitted_at = self.fresh(request_id, model_id)
-        watcher = Watcher(
+        return Watcher(
             self.routes,
             self.scheduler,
             request_id,
@@ -242,24 +243,20 @@ class Session:
             timeout=timeout,
             submitted_at=submitted_at,
         )
+
+    async def wait(self, request_id: str, model_id: str | None, timeout: float | None) -> Result:
+        """Wait for a job (``Client.wait``), in a ``runcomfy.run`` span with telemetry."""
+        watcher = self._watcher(request_id, model_id, timeout)
         call = drive(watcher)  # never cancels remotely: the job may be someone else's
         if self.telemetry is None or self.telemetry.idle:
             return await call
-        return await self.telemetry.traced(model_id, request_id, call)
+        return await self.telemetry.traced(watcher.model_id, request_id, call)
 
     def watch(
         self, request_id: str, model_id: str | None, timeout: float | None
     ) -> AsyncIterator[Event]:
         """A job's transitions (``Client.watch``), learning as a wait does."""
-        model_id, submitted_at = self.fresh(request_id, model_id)
-        return watch(
-            self.routes,
-            self.scheduler,
-            request_id,
-            model_id=model_id,
-            timeout=timeout,
-            submitted_at=submitted_at,
-        )
+        return watch(functools.partial(self._watcher, request_id, model_id, timeout))
 
     async def submit(self, model_id: str, body: dict[str, object], price_usd: float | None) -> str:
         """Submit one job (see :meth:`run` for ``price_usd``); return its request id."""

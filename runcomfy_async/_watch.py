@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -455,25 +455,14 @@ async def drive(watcher: Watcher) -> Result:
                 return result
 
 
-async def watch(
-    routes: Routes,
-    scheduler: PollScheduler,
-    request_id: str,
-    *,
-    model_id: str | None = None,
-    timeout: float | None = None,
-    submitted_at: float | None = None,
-) -> AsyncIterator[Event]:
+async def watch(make: Callable[[], Watcher]) -> AsyncIterator[Event]:
     """Yield a job's transitions until, and including, the terminal one (``Client.watch``).
 
-    The watcher is made at the first iteration, so the deadline counts from there. Events
-    are yielded here, outside every cancel scope a step opened; leaving the loop early
-    never cancels the job remotely. ``submitted_at`` (the scheduler's clock) bounds the
-    job's start, so the learned schedule may start at once.
+    The watcher is made (``make()``) at the first iteration, so its deadline counts from
+    there. Events are yielded here, outside every cancel scope a step opened; leaving the
+    loop early never cancels the job remotely.
     """
-    watcher = Watcher(
-        routes, scheduler, request_id, model_id=model_id, timeout=timeout, submitted_at=submitted_at
-    )
+    watcher = make()
     while not watcher.done:
         for event in await watcher.step():
             yield event
