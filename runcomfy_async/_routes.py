@@ -199,12 +199,14 @@ class Routes:
         response = await self.transport.request(
             "GET", f"/v1/requests/{request_id}/status", route=route, request_id=request_id
         )
-        return self._decode_status(response, route, request_id)
+        status = self._decode_status(response, route, request_id)
+        self._polled(request_id, status)
+        return status
 
     async def poll_result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
         """GET the result once as a poll (it answers the state while unfinished); no retry."""
         route = ROUTES["result"]
-        with_cost = self.include_cost if include_cost is None else include_cost
+        with_cost = self._with_cost(request_id, include_cost)
         if self.backpressure.remaining > 0:
             await self.backpressure.wait()
         response = await self.transport.request(
@@ -214,7 +216,18 @@ class Routes:
             request_id=request_id,
             params={"include_cost": "true"} if with_cost else None,
         )
-        return self._decode_result(response, route, request_id)
+        result = self._decode_result(response, route, request_id)
+        self._polled(request_id, result)
+        return result
+
+    # Hooks for a subclass (the spend ledger), plain calls: a poll holds no extra frame.
+
+    def _with_cost(self, request_id: str, include_cost: bool | None) -> bool:
+        """Whether a result fetch of the job asks for its cost."""
+        return self.include_cost if include_cost is None else include_cost
+
+    def _polled(self, request_id: str, answer: Status | Result) -> None:
+        """A status or result poll of the job was answered."""
 
     def _decode_result(self, response: Response, route: str, request_id: str) -> Result:
         return _decoded(decode_result, response, route, request_id)
@@ -225,7 +238,7 @@ class Routes:
     async def result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
         """GET the result (no waiting), retrying transient failures."""
         route = ROUTES["result"]
-        with_cost = self.include_cost if include_cost is None else include_cost
+        with_cost = self._with_cost(request_id, include_cost)
         response = await self._read(
             "GET",
             f"/v1/requests/{request_id}/result",

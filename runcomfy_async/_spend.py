@@ -31,11 +31,11 @@ from ._errors import RunComfyError, SpendLimitError, SubmitUncertainError
 from ._otel import FACTS
 from ._routes import Routes
 from ._submit import OrphanHook, Submitter
-from ._wire import JobState, Status
+from ._wire import JobState, Result, Status
 
 if TYPE_CHECKING:
     from ._catalog import Catalog
-    from ._wire import CancelResult, ModelInfo, Result, SubmitResponse
+    from ._wire import CancelResult, ModelInfo, SubmitResponse
 
 __all__ = [
     "PRICE_USD",
@@ -241,30 +241,24 @@ class SpendRoutes(Routes):
         self.ledger = ledger
 
     async def result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
-        ledger = self.ledger
-        if ledger.limited and ledger.tracks(request_id):
-            include_cost = True  # the cost replaces the reservation
         result = await super().result(request_id, include_cost=include_cost)
-        ledger.settle(request_id, result)
+        self.ledger.settle(request_id, result)
         return result
 
-    async def poll_result(self, request_id: str, *, include_cost: bool | None = None) -> Result:
+    def _with_cost(self, request_id: str, include_cost: bool | None) -> bool:
         ledger = self.ledger
         if ledger.limited and ledger.tracks(request_id):
-            include_cost = True
-        result = await super().poll_result(request_id, include_cost=include_cost)
-        ledger.settle(request_id, result)
-        facts = FACTS.get()
-        if facts is not None:
-            facts.saw(Status(request_id=result.request_id, status=result.status.value))
-        return result
+            return True  # the cost replaces the reservation
+        return super()._with_cost(request_id, include_cost)
 
-    async def poll_status(self, request_id: str) -> Status:
-        status = await super().poll_status(request_id)
+    def _polled(self, request_id: str, answer: Status | Result) -> None:
+        if isinstance(answer, Result):
+            self.ledger.settle(request_id, answer)
         facts = FACTS.get()
         if facts is not None:
-            facts.saw(status)
-        return status
+            if isinstance(answer, Result):
+                answer = Status(request_id=answer.request_id, status=answer.status.value)
+            facts.saw(answer)
 
     async def cancel(self, request_id: str) -> CancelResult:
         answer = await super().cancel(request_id)
