@@ -7,7 +7,8 @@ result in hand minus the job's ``finished_at`` on the server), job latency (subm
 result), jobs per second, requests per job (the simulator's count, submit included), the
 client's CPU per job, and under a rate limit the 429 share and the good answers per second.
 Workload 1 also runs a raw aiohttp loop polling every 0.1 s in the same run: the baseline
-its ratios are taken against.
+its ratios are taken against; and, beside ``run()``, the same jobs by ``submit()`` then the
+handle's ``wait()`` (the other way users batch, also with the defaults).
 
 Run from the repository root: ``python benchmarks/bench_defaults.py [name ...]`` with names
 from ``WORKLOADS`` (all by default; about four minutes in all). Loopback only; not a test.
@@ -61,11 +62,18 @@ class Run(msgspec.Struct):
 
 
 async def _client_job(
-    client: Client, detect: list[float], lat: list[float], sem: asyncio.Semaphore | None
+    client: Client,
+    detect: list[float],
+    lat: list[float],
+    sem: asyncio.Semaphore | None,
+    split: bool = False,
 ) -> None:
     async def go() -> None:
         t0 = time.monotonic()
-        result = await client.run(MODEL, INPUTS)
+        if split:  # submit(), then the handle's wait(): the other way users batch
+            result = await (await client.submit(MODEL, INPUTS)).wait()
+        else:
+            result = await client.run(MODEL, INPUTS)
         seen = datetime.now(UTC)
         lat.append(time.monotonic() - t0)
         assert result.output is not None and result.finished_at is not None
@@ -78,14 +86,16 @@ async def _client_job(
             await go()
 
 
-async def run_client(sim: SimProcess, jobs: int, concurrency: int | None = None) -> Run:
+async def run_client(
+    sim: SimProcess, jobs: int, concurrency: int | None = None, *, split: bool = False
+) -> Run:
     before = sim.stats()
     detect: list[float] = []
     lat: list[float] = []
     sem = asyncio.Semaphore(concurrency) if concurrency else None
     cpu, t0 = time.process_time(), time.monotonic()
     async with Client(token=sim.token, base_url=sim.url) as client:  # the defaults
-        await asyncio.gather(*(_client_job(client, detect, lat, sem) for _ in range(jobs)))
+        await asyncio.gather(*(_client_job(client, detect, lat, sem, split) for _ in range(jobs)))
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu
     after = sim.stats()
     by = {
@@ -163,14 +173,20 @@ W1_ROUNDS = 5  # alternating client / raw rounds; the ratios reported are their 
 async def w1() -> None:
     print("1. 200 jobs x 0.2 s, 50 at a time (ratios: client / raw loop polling every 0.1 s)")
     ratios: dict[str, list[float]] = {"lat": [], "rate": [], "cpu": [], "req": [], "cpu_req": []}
+    split_ratios: dict[str, list[float]] = {"lat": [], "cpu": [], "req": []}
     with SimProcess(clock="wall", workers=1000, run_seconds=0.2) as sim:
         await run_client(sim, 50, 50)  # warm-up of both (imports, connections)
         await run_raw(sim, 50, 50)
         for _ in range(W1_ROUNDS):
             ours = await run_client(sim, 200, 50)
             raw = await run_raw(sim, 200, 50)
+            split = await run_client(sim, 200, 50, split=True)
             print(raw.line("raw aiohttp 0.1 s"))
             print(ours.line("client (defaults)"))
+            print(split.line("  submit()+wait() (defaults)"))
+            split_ratios["lat"].append(pct(split.job_latency, 0.5) / pct(raw.job_latency, 0.5))
+            split_ratios["cpu"].append((split.cpu / split.jobs) / (raw.cpu / raw.jobs))
+            split_ratios["req"].append((split.requests / split.jobs) / (raw.requests / raw.jobs))
             ratios["lat"].append(pct(ours.job_latency, 0.5) / pct(raw.job_latency, 0.5))
             ratios["rate"].append((ours.jobs / ours.wall) / (raw.jobs / raw.wall))
             ratios["cpu"].append((ours.cpu / ours.jobs) / (raw.cpu / raw.jobs))
@@ -183,6 +199,12 @@ async def w1() -> None:
         f"(>= 0.8: {verdict(med['rate'] >= 0.8)}), CPU/job {med['cpu']:.2f}x "
         f"(<= 1.0: {verdict(med['cpu'] <= 1.0)}), requests/job {med['req']:.2f}x "
         f"(<= 0.75: {verdict(med['req'] <= 0.75)})"
+    )
+    split_med = {k: statistics.median(v) for k, v in split_ratios.items()}
+    print(
+        f"   the same jobs by submit() then the handle's wait(), defaults too: p50 job latency"
+        f" {split_med['lat']:.2f}x, CPU/job {split_med['cpu']:.2f}x, requests/job"
+        f" {split_med['req']:.2f}x"
     )
     print(
         f"   CPU per request {med['cpu_req']:.2f}x the raw loop's at the client's own (fewer)"

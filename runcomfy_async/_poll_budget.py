@@ -437,7 +437,7 @@ class PollScheduler:
 
     def _dispatch(self) -> None:
         top = self._top()
-        if top is not None and self.backpressure.remaining <= 0:
+        if top is not None and self._paused() <= 0:
             now, heap = self.clock(), self._heap
             while not (top.gated and self.polls_in_flight >= self._max_polls):
                 if not self._bucket.take(now):

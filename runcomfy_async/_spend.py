@@ -252,12 +252,12 @@ class SpendRoutes(Routes):
         return super()._with_cost(request_id, include_cost)
 
     def _polled(self, request_id: str, answer: Status | Result) -> None:
+        facts = FACTS.get()
         if isinstance(answer, Result):
             self.ledger.settle(request_id, answer)
-        facts = FACTS.get()
-        if facts is not None:
-            if isinstance(answer, Result):
-                answer = Status(request_id=answer.request_id, status=answer.status.value)
+            if facts is not None:
+                facts.saw(Status(request_id=answer.request_id, status=answer.status.value))
+        elif facts is not None:
             facts.saw(answer)
 
     async def cancel(self, request_id: str) -> CancelResult:

@@ -256,13 +256,13 @@ class Watcher:
         while True:
             while not await sched.sleep_until(at, self._learning_model()):
                 at, key = self._next_plan()  # its model just learned a run time: re-plan
-            now = sched.run_times.estimate(self.model_id)
-            if now is estimate or now is None or self.state is JobState.IN_QUEUE:
+            current = sched.run_times.estimate(self.model_id)
+            if current is estimate or current is None or self.state is JobState.IN_QUEUE:
                 break
             # Jobs that finished meanwhile changed the estimate: a running job's poll it
             # now says is early waits (a wake-up costs far less than a request). A queued
             # job's plan rests on its last position, which would be stale by now.
-            estimate = now
+            estimate = current
             at, key = self._next_plan()
             if at <= sched.clock():
                 break
