@@ -356,12 +356,12 @@ class PollScheduler:
         if event is not None:
             event.set()
 
-    def record_drain(self, model_id: str, seconds_per_position: float) -> None:
-        """Learn a queue step; the model's first wakes its queued jobs to re-plan."""
+    def record_drain(self, model_id: str, seconds_per_position: float, positions: int = 1) -> None:
+        """Learn a queue drain; the model's first wakes its queued jobs to re-plan."""
         if not self.policy.learn:
             return
         first = self.run_times.drain(model_id) is None
-        self.run_times.record_drain(model_id, seconds_per_position)
+        self.run_times.record_drain(model_id, seconds_per_position, positions)
         event = self._learned.pop(model_id, None) if first else None
         if event is not None:
             event.set()

@@ -57,6 +57,7 @@ _SETTLE_SLACK: Final = 1.2
 #: samples): the next jobs may run a little longer, but a wide pad delays every poll
 #: aimed at the window's end.
 _ALLOWANCE: Final = 0.035
+_OUTLIERS: Final = 0.1  # the share of samples a consistent run time may disagree with
 _LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
 _GUESS_GENERATIONS: Final = 3  # a queued job's start is guessed this many runs ahead at most
 _QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-rate wait
@@ -281,24 +282,30 @@ def run_bounds(
     started: tuple[float, float],
     running_since: float,
     answered_at: float,
-    submitted: float | None,
+    created: float | None,
     server_run: float | None,
+    *,
+    queued: bool = True,
 ) -> tuple[float, float]:
     """The shortest and longest a finished job can have run, in seconds.
 
     From the polls alone: it started within ``started`` and was still running when the
     poll sent at ``running_since`` was answered; it was done by ``answered_at``. When the
     server said when the job was created and finished (``server_run`` seconds apart, on
-    its clock) and the job's submit time is known, the end is exact and only the start is
-    uncertain — within ``started``, counted from the submit — which is far tighter than
-    the polls (a job last seen running a second before its end taught "a second or
-    more"). Bounds that disagree (a server clock that lies) are ignored.
+    its clock) and when it was created on the caller's clock is known (``created``), the
+    end is exact and only the start is uncertain — within ``started``, counted from its
+    creation — which is far tighter than the polls (a job last seen running a second
+    before its end taught "a second or more"). A job never seen ``queued`` may have
+    started as soon as it was created, before its submit's answer arrived. Bounds that
+    disagree (a server clock that lies) are ignored.
     """
     start_lo, start_hi = started
+    if not queued and created is not None:
+        start_lo = min(start_lo, created)
     shortest, longest = max(0.0, running_since - start_hi), answered_at - start_lo
-    if submitted is not None and server_run is not None and server_run >= 0:
-        low = server_run - (start_hi - submitted)
-        high = server_run - (start_lo - submitted)
+    if created is not None and server_run is not None and server_run >= 0:
+        low = server_run - (start_hi - created)
+        high = server_run - (start_lo - created)
         if low <= longest and shortest <= high:
             shortest, longest = max(shortest, low), min(longest, high)
     return shortest, longest
@@ -314,7 +321,13 @@ class RunTimes:
 
     def __init__(self) -> None:
         self._runs: dict[str, deque[tuple[float, float]]] = {}
+        # The run time the model's samples agree on, kept past the samples' eviction (the
+        # first jobs, never queued, are the best measured), and which of the recent
+        # samples disagreed with it: past _OUTLIERS of them, it is found afresh.
+        self._agreed: dict[str, tuple[float, float]] = {}
+        self._misses: dict[str, deque[bool]] = {}
         self._drain: dict[str, float] = {}
+        self._drain_sums: dict[str, tuple[float, float]] = {}  # decayed seconds, positions
         # Every poll plans with the estimate, but it changes only when a job finishes.
         self._estimates: dict[str, RunEstimate] = {}
         # When the model's jobs finished (on the caller's clock): when its workers free.
@@ -347,6 +360,14 @@ class RunTimes:
             ends.append(min(seen, finished.timestamp() + self._offset))
         return None if created is None else (finished - created).total_seconds()
 
+    def local_time(self, stamp: datetime | None) -> float | None:
+        """A server stamp on the caller's clock, by the smallest offset seen (None if
+        none): nearer the truth than a submit answer's arrival, which lags the job's
+        creation by however long that answer took."""
+        if stamp is None or self._offset is None:
+            return None
+        return stamp.timestamp() + self._offset
+
     def queue_start(self, model_id: str | None, position: int, now: float) -> float | None:
         """When the job at ``position`` of the model's queue should start, if its finishes
         tell: each worker that finished in the last run frees again a run later (and
@@ -375,17 +396,34 @@ class RunTimes:
         samples = self._runs.setdefault(model_id, deque(maxlen=_SAMPLES_KEPT))
         samples.append((shortest, longest))
         self._estimates.pop(model_id, None)
-
-    def record_drain(self, model_id: str, seconds_per_position: float) -> None:
-        """Fold one observed queue step into the model's drain rate (an EWMA)."""
-        if not 0 < seconds_per_position <= _LONGEST:
+        misses = self._misses.setdefault(model_id, deque(maxlen=_SAMPLES_KEPT))
+        agreed = self._agreed.get(model_id)
+        if agreed is not None and shortest <= agreed[1] and agreed[0] <= longest:
+            self._agreed[model_id] = (max(shortest, agreed[0]), min(longest, agreed[1]))
+            misses.append(False)
             return
-        old = self._drain.get(model_id)
-        self._drain[model_id] = (
-            seconds_per_position
-            if old is None
-            else old + _DRAIN_WEIGHT * (seconds_per_position - old)
-        )
+        misses.append(True)
+        if agreed is None or sum(misses) > _OUTLIERS * len(misses):
+            found = _agreed(samples) if len(samples) >= 3 else None
+            if found is None:
+                self._agreed.pop(model_id, None)
+            else:
+                self._agreed[model_id] = found
+                misses.clear()
+
+    def record_drain(self, model_id: str, seconds_per_position: float, positions: int = 1) -> None:
+        """Fold one observed queue drain (``positions`` left in ``positions`` × the rate)
+        into the model's rate: seconds over positions, each sum decaying by
+        ``1 - _DRAIN_WEIGHT`` a sample, so one job's long view of its queue counts for
+        more than a step between two polls (queues drain in steps, as workers free)."""
+        if not 0 < seconds_per_position <= _LONGEST or positions < 1:
+            return
+        seconds, counted = self._drain_sums.get(model_id, (0.0, 0.0))
+        keep = 1.0 - _DRAIN_WEIGHT
+        seconds = seconds * keep + seconds_per_position * positions
+        counted = counted * keep + positions
+        self._drain_sums[model_id] = (seconds, counted)
+        self._drain[model_id] = seconds / counted
 
     def drain(self, model_id: str | None) -> float | None:
         """Return the learned seconds per queue position, if any."""
@@ -394,7 +432,8 @@ class RunTimes:
     def estimate(self, model_id: str | None) -> RunEstimate | None:
         """Return the run time window to expect for the model's next job, if known.
 
-        Consistent bounds (one run time fits every sample) give their intersection;
+        Consistent bounds (one run time fits all samples but a few) give their
+        intersection, kept as samples are replaced while the new ones agree with it;
         otherwise the spread of the samples' midpoints (5th–95th percentile), padded by
         the measurement error and by an allowance that shrinks as samples accumulate.
         """
@@ -405,17 +444,36 @@ class RunTimes:
             samples = self._runs.get(model_id)
             if not samples:
                 return None
-            cached = self._estimates[model_id] = _estimate(samples)
+            agreed = self._agreed.get(model_id)
+            cached = self._estimates[model_id] = (
+                _estimate(samples) if agreed is None else RunEstimate(*agreed, len(samples))
+            )
         return cached
 
 
+def _agreed(samples: deque[tuple[float, float]]) -> tuple[float, float] | None:
+    """The run time all samples but a few (``_OUTLIERS``) allow, as bounds, if any.
+
+    The samples that contain the run time most of them contain, intersected: one job
+    mis-measured (a stamp's rounding, a lagging answer) must not turn one run time into a
+    spread of them and every later job's single poll into several.
+    """
+    edges = sorted([(lo, 0) for lo, _ in samples] + [(hi, 1) for _, hi in samples])
+    depth = best = 0
+    point = 0.0
+    for value, end in edges:  # a window opening at a value counts before one closing
+        depth += -1 if end else 1
+        if depth > best:
+            best, point = depth, value
+    if best < len(samples) - len(samples) * _OUTLIERS:
+        return None
+    inside = [(lo, hi) for lo, hi in samples if lo <= point <= hi]
+    return max(lo for lo, _ in inside), min(hi for _, hi in inside)
+
+
 def _estimate(samples: deque[tuple[float, float]]) -> RunEstimate:
-    """The window every sample fits, or the samples' spread padded (see ``estimate``)."""
+    """The samples' spread, padded (see ``estimate``): no one run time fits them."""
     n = len(samples)
-    low = max(lo for lo, _ in samples)
-    high = min(hi for _, hi in samples)
-    if n >= 3 and low <= high:
-        return RunEstimate(low, high, n)
     mids = sorted((lo + hi) / 2 for lo, hi in samples)
     halfwidth = sum(hi - lo for lo, hi in samples) / (2 * n)
     pad = halfwidth / 2 + _ALLOWANCE * (sum(mids) / n) / n

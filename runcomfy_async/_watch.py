@@ -379,10 +379,10 @@ class Watcher:
             if position is not None and self.model_id is not None:
                 before = self._position_seen
                 if before is not None and position < before[0]:
-                    self.scheduler.record_drain(
-                        self.model_id, (now - before[1]) / (before[0] - position)
-                    )
-                if before is None or position != before[0]:
+                    # Counted from its first position: the longer the view, the truer.
+                    gone = before[0] - position
+                    self.scheduler.record_drain(self.model_id, (now - before[1]) / gone, gone)
+                if before is None or position > before[0]:
                     self._position_seen = (position, now)
         elif state in _RUNNING:
             if self._started is None and self._polls == 1 and self._presumed and not self._batched:
@@ -444,7 +444,16 @@ class Watcher:
         )
         if model_id is not None and self._started and self._running_since is not None:
             started, since, answered = self._started, self._running_since, self._answered_at
-            sched.record_run(model_id, *run_bounds(started, since, answered, self._submitted, ran))
+            created = sched.run_times.local_time(result.created_at)
+            bounds = run_bounds(
+                started,
+                since,
+                answered,
+                self._submitted if created is None else created,
+                ran,
+                queued=started[0] != self._submitted,
+            )
+            sched.record_run(model_id, *bounds)
 
 
 async def drive(watcher: Watcher) -> Result:

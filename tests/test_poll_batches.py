@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -253,6 +253,93 @@ def test_server_stamps_tighten_a_finished_job_s_bounds() -> None:
     assert run_bounds(started, running_since, answered, submitted, -1.0) == pytest.approx(
         (0.95, 3.1)
     )
+
+
+def test_a_job_never_seen_queued_may_have_started_before_its_submit_was_answered() -> None:
+    """Created at 10.0 (the server's stamps, on our clock), run 1.0 s, its submit answered at
+    10.02: counting its start from the answer taught "at most 0.98 s" — a run time every
+    later 1 s job then disagreed with. Never seen queued, its start counts from creation."""
+    started, running_since, answered, created = (10.02, 10.05), 10.5, 11.1, 10.0
+    low, high = run_bounds(started, running_since, answered, created, 1.0, queued=False)
+    assert low <= 1.0 <= high
+    low, high = run_bounds(started, running_since, answered, created, 1.0)
+    assert high < 1.0  # seen queued at 10.02, it cannot have started before
+
+
+def test_local_time_puts_a_server_stamp_on_our_clock_by_the_least_lag() -> None:
+    """The offset is the smallest (answer time - created stamp) seen: the least-lagged submit."""
+    times = RunTimes()
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    assert times.local_time(base) is None  # no offset yet
+    times.record_stamps("m", 100.3, base, None, 100.3)  # answered 0.3 s after creation
+    times.record_stamps("m", 100.05 + 1, base + timedelta(seconds=1), None, 101.05)
+    assert times.local_time(base + timedelta(seconds=2)) == pytest.approx(102.05)
+
+
+def test_a_few_mismeasured_samples_do_not_widen_a_consistent_run_time() -> None:
+    """Twenty 1 s jobs agree on 0.99–1.01 s; one mis-measured sample ("0.5–0.9 s") used to
+    turn the window into a spread of midpoints; it is an outlier now."""
+    times = RunTimes()
+    for _ in range(20):
+        times.record_run("m", 0.99, 1.01)
+    times.record_run("m", 0.5, 0.9)
+    estimate = times.estimate("m")
+    assert estimate is not None
+    assert (estimate.low, estimate.high) == pytest.approx((0.99, 1.01))
+
+
+def test_an_agreed_run_time_outlives_its_samples() -> None:
+    """The first jobs (never queued) are measured to 0.01 s; the deep queue's later ones to
+    a second. Once the first samples are replaced, the window they taught stays."""
+    times = RunTimes()
+    for _ in range(5):
+        times.record_run("m", 0.995, 1.005)
+    for i in range(500):
+        times.record_run("m", 0.5 + (i % 7) / 20, 1.3 + (i % 5) / 10)
+    estimate = times.estimate("m")
+    assert estimate is not None
+    assert (estimate.low, estimate.high) == pytest.approx((0.995, 1.005))
+
+
+def test_a_changed_run_time_is_learned_afresh() -> None:
+    """A model whose jobs took 1 s now takes 2 s: once more than a tenth of the recent samples
+    disagree, the window is their spread (both run times), then, once the recent samples
+    agree again, the new run time alone."""
+    times = RunTimes()
+    for _ in range(50):
+        times.record_run("m", 0.99, 1.01)
+    for _ in range(60):
+        times.record_run("m", 1.99, 2.01)
+    estimate = times.estimate("m")
+    assert estimate is not None
+    assert estimate.low <= 1.0 and estimate.high >= 2.0
+    for _ in range(200):
+        times.record_run("m", 1.99, 2.01)
+    estimate = times.estimate("m")
+    assert estimate is not None
+    assert (estimate.low, estimate.high) == pytest.approx((1.99, 2.01))
+
+
+def test_varying_run_times_still_give_their_spread() -> None:
+    """Jobs of 2–20 s share no run time: the window is their spread, not an intersection."""
+    times = RunTimes()
+    for i in range(100):
+        run = 2.0 + 18.0 * i / 99
+        times.record_run("m", run - 0.05, run + 0.05)
+    estimate = times.estimate("m")
+    assert estimate is not None
+    assert estimate.low < 3.0 and estimate.high > 19.0
+
+
+def test_a_long_view_of_the_queue_outweighs_a_step() -> None:
+    """A job that saw 240 positions leave in 24 s says 0.1 s a position; a step of one
+    position between two polls 0.5 s apart says little (queues drain in steps)."""
+    times = RunTimes()
+    times.record_drain("m", 0.5, 1)
+    times.record_drain("m", 0.1, 240)
+    drain = times.drain("m")
+    assert drain is not None
+    assert drain == pytest.approx(0.1, abs=0.005)
 
 
 def test_a_single_sample_is_padded_by_a_small_allowance() -> None:
