@@ -97,6 +97,16 @@ def _by_extension(urls: list[str], kind: str) -> list[str]:
     return [u for u in urls if u.split("?", 1)[0].lower().endswith(_EXTENSIONS[kind])]
 
 
+def _under(found: dict[str, list[str]], keys: tuple[str, ...]) -> list[str]:
+    """The URLs found under ``keys``, in the keys' order (a plain loop: run once a job)."""
+    urls: list[str] = []
+    for key in keys:
+        some = found.get(key)
+        if some:
+            urls += some
+    return urls
+
+
 def to_output(raw: object) -> Output | None:
     """Build the :class:`Output` of a succeeded job's ``output`` value (``None`` stays ``None``)."""
     if raw is None:
@@ -104,20 +114,23 @@ def to_output(raw: object) -> Output | None:
     found = find_urls(raw)
     urls = list(dict.fromkeys(url for _, url in found))
     fields: dict[str, Any] = {}
-    known = isinstance(raw, dict) and any(k in _KNOWN_KEYS for k in raw)
-    under: dict[str, list[str]] = {}  # top-level key → its URLs, in order (one walk)
-    if known:
+    held: set[str] = set()
+    if isinstance(raw, dict) and not _KNOWN_KEYS.isdisjoint(raw):
+        under: dict[str, list[str]] = {}  # top-level key → its URLs, in order (one walk)
         for key, url in found:
             under.setdefault(key, []).append(url)
-    for kind in _KINDS:
-        if known:
-            one = [u for k in _ONE_KEYS[kind] for u in under.get(k, ())]
-            many = [u for k in _MANY_KEYS[kind] for u in under.get(k, ())]
-            many = many or one
-            one = one or many
-        else:
-            one = many = _by_extension(urls, kind)
-        fields[kind] = one[0] if one else None
-        fields[f"{kind}s"] = tuple(dict.fromkeys(many))
-    held = {u for kind in _KINDS for u in (fields[kind], *fields[f"{kind}s"]) if u}
-    return Output(raw=raw, other=tuple(u for u in urls if u not in held), **fields)
+        for kind in _KINDS:
+            one, many = _under(under, _ONE_KEYS[kind]), _under(under, _MANY_KEYS[kind])
+            if one or many:
+                fields[kind] = (one or many)[0]
+                fields[f"{kind}s"] = tuple(dict.fromkeys(many or one))
+                held.update(one, many)
+    else:
+        for kind in _KINDS:
+            of_kind = _by_extension(urls, kind)
+            if of_kind:
+                fields[kind] = of_kind[0]
+                fields[f"{kind}s"] = tuple(of_kind)
+                held.update(of_kind)
+    other = tuple(u for u in urls if u not in held) if held else tuple(urls)
+    return Output(raw=raw, other=other, **fields)

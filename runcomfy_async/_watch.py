@@ -399,18 +399,12 @@ class Watcher:
         A /result poll that saw the end (``polled``) already is that result.
         """
         result: Result | None = polled
-        if result is None:
-            with anyio.move_on_after(self._scope_limit()) as scope:
-                try:
-                    result = await self.routes.result(self.request_id)
-                except RunComfyError as exc:
-                    # The job is done on the server: a garbled or failed /result answer
-                    # must not turn a paid-for success into an error. Count it and ask
-                    # again; the count is its own, since the /status polls between succeed.
-                    self._result_failures += 1
-                    if self._result_failures >= self.scheduler.policy.max_consecutive_failures:
-                        raise
-                    self._absorb(exc)
+        limit = self._scope_limit() if result is None else None
+        if result is None and limit is None:
+            result = await self._fetch_result()  # no deadline: no cancel scope to pay for
+        elif result is None:
+            with anyio.move_on_after(limit) as scope:
+                result = await self._fetch_result()
             if scope.cancelled_caught:
                 raise self.timeout_error() from self._last_exc
         if result is None:
@@ -436,6 +430,19 @@ class Watcher:
             *(self.request_id, result.raw_status),
         )
         return None
+
+    async def _fetch_result(self) -> Result | None:
+        try:
+            return await self.routes.result(self.request_id)
+        except RunComfyError as exc:
+            # The job is done on the server: a garbled or failed /result answer must not
+            # turn a paid-for success into an error. Count it and ask again; the count is
+            # its own, since the /status polls between succeed.
+            self._result_failures += 1
+            if self._result_failures >= self.scheduler.policy.max_consecutive_failures:
+                raise
+            self._absorb(exc)
+            return None
 
     def _record_run(self, result: Result) -> None:
         model_id, sched = self.model_id or result.model_id, self.scheduler

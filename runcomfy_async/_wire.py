@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -111,14 +112,18 @@ def check_model_id(model_id: object) -> str:
         ValueError: Empty, too long, or holding characters or segments (``..``) that
             could change the URL.
     """
-    if (
-        not isinstance(model_id, str)
-        or len(model_id) > 256
-        or not _MODEL_ID.fullmatch(model_id)
-        or any(part in (".", "..") for part in model_id.split("/"))
-    ):
+    if not isinstance(model_id, str) or not _is_model_id(model_id):
         raise ValueError(f"not a RunComfy model id: {model_id!r}")
     return model_id
+
+
+@lru_cache(maxsize=1024)  # a session submits to a few models, thousands of times each
+def _is_model_id(model_id: str) -> bool:
+    return (
+        len(model_id) <= 256
+        and _MODEL_ID.fullmatch(model_id) is not None
+        and not any(part in (".", "..") for part in model_id.split("/"))
+    )
 
 
 class SubmitResponse(msgspec.Struct, frozen=True):

@@ -341,14 +341,27 @@ async def probe_media(value: object, *, field: str, details: bool = True) -> Med
     return await anyio.to_thread.run_sync(probe)
 
 
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+
+
 def _string_bytes(value: object) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list | tuple):
-        return sum(_string_bytes(v) for v in value)
-    if isinstance(value, Mapping):
-        return sum(_string_bytes(v) for v in value.values())
-    return 0
+    """The characters of every string in ``value``, at any depth (iterative: a hostile
+    nesting cannot overflow the stack; plain types first: it runs on every submit)."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif type(item) in _SCALARS:
+            continue
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+    return total
 
 
 def check_request_size(payload: Mapping[str, object]) -> None:

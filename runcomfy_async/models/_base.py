@@ -177,8 +177,10 @@ def check_choice(field: str, value: object, choices: tuple[str, ...] | tuple[int
         InputValidationError: The value is of the wrong type or not a choice; a string
             that differs only in case names the right spelling.
     """
-    listed = ", ".join(repr(c) for c in choices)
     kind = type(choices[0])
+    if type(value) is kind and value in choices:
+        return
+    listed = ", ".join(repr(c) for c in choices)
     if type(value) is not kind:
         raise InputValidationError(
             field=field,
@@ -186,8 +188,6 @@ def check_choice(field: str, value: object, choices: tuple[str, ...] | tuple[int
             rule=f"must be {'a string' if kind is str else 'an integer'} (one of {listed}), "
             f"not {type(value).__name__}",
         )
-    if value in choices:
-        return
     rule = f"must be one of {listed}"
     if isinstance(value, str):
         spelled = [c for c in choices if isinstance(c, str) and c.lower() == value.lower()]
