@@ -59,7 +59,9 @@ class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         connect: To open a connection (including waiting for a free pooled one).
-        read: Between bytes of an answer; also bounds a hanging server.
+        read: For a status or result poll (any GET of the API), its whole answer, from
+            when the poll starts; for a submit or a cancel, between bytes of the answer.
+            Either way it bounds a hanging server.
         download_read: Between bytes of an output download, which may be slow.
         download_min_rate: The floor, in bytes per second, under which a download is cut
             (``ReadTimeoutError``, then retried with a resume like any broken transfer);

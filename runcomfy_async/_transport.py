@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import email.utils
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import lru_cache
@@ -30,29 +28,22 @@ import msgspec
 from yarl import URL
 
 from ._config import Limits, Timeouts
+from ._deadlines import Deadlines
 from ._errors import (
     APIStatusError,
-    AuthenticationError,
-    BadRequestError,
     ConnectError,
     ConnectTimeoutError,
     DownloadRefusedError,
-    InsufficientBalanceError,
-    InvalidInputError,
     NetworkError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
     ReadTimeoutError,
-    RequestTimeoutError,
-    ServerError,
     TransportError,
     UnexpectedResponseError,
 )
 from ._redact import REDACTED, AuthHeader, redact
+from ._status_errors import parse_retry_after, status_error
 from ._urls import check_base_url, check_download_url, public_url
 from ._version import __version__
-from ._wire import ErrorEnvelope, decode_error_envelope
+from ._wire import decode_error_envelope
 
 __all__ = [
     "Response",
@@ -65,43 +56,12 @@ __all__ = [
 
 USER_AGENT: Final = f"runcomfy-async/{__version__}"
 
-_BY_CODE: Final[dict[int, type[APIStatusError]]] = {
-    400001: BadRequestError,
-    400002: InsufficientBalanceError,
-    400004: AuthenticationError,
-    403001: PermissionDeniedError,
-    404001: NotFoundError,
-}
-_BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: InsufficientBalanceError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: RequestTimeoutError,
-    422: InvalidInputError,
-    429: RateLimitError,
-}
 _ERROR_CODE_MARK: Final = b'"error_code"'
 #: No API answer is anywhere near this; a larger one is broken or hostile, not read whole.
 MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
 #: Redirect hops a download follows; storage uses one or two (a CDN, a signed link).
 MAX_DOWNLOAD_REDIRECTS: Final = 5
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 @lru_cache(maxsize=64)
@@ -123,54 +83,6 @@ class Response(msgspec.Struct, frozen=True):
 
     status: int
     body: bytes
-
-
-def status_error(
-    *,
-    status: int,
-    envelope: ErrorEnvelope | None,
-    route: str,
-    request_id: str | None,
-    retry_after: float | None,
-    secret: str | None = None,
-) -> APIStatusError:
-    """The typed error for an error answer, by its ``error_code`` first, then its status.
-
-    ``secret`` (the token) is replaced by ``[redacted]`` in the server's message and ``detail``.
-    """
-    code = envelope.error_code if envelope else None
-    cls = _BY_CODE.get(code) if code is not None else None
-    effective = status
-    if status < 300 and code is not None:
-        # A 200 carrying an error_code: the code's first three digits are the status.
-        effective = code // 1000 if 100 <= code // 1000 <= 599 else 500
-    if cls is None:
-        cls = _BY_STATUS.get(effective)
-    if cls is None:
-        cls = ServerError if effective >= 500 else APIStatusError
-    message = envelope.text if envelope else None
-    detail = envelope.detail if envelope else None
-    if secret is not None:
-        message = message.replace(secret, REDACTED) if message else message
-        detail = redact(detail, secret)
-    if cls is RateLimitError:
-        return RateLimitError(
-            retry_after=retry_after,
-            route=route,
-            status=status,
-            request_id=request_id,
-            error_code=code,
-            error_message=message,
-            detail=detail,
-        )
-    return cls(
-        route=route,
-        status=status,
-        request_id=request_id,
-        error_code=code,
-        error_message=message,
-        detail=detail,
-    )
 
 
 class StreamResponse:
@@ -312,6 +224,9 @@ class Transport:
         self._api_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
+        # Polls (every GET of the API) are bounded by a Deadlines line instead (._deadlines).
+        self._poll_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+        self._deadlines = Deadlines(timeouts.read)
         self._download_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.download_read
         )
@@ -385,6 +300,7 @@ class Transport:
         """
         session = self._get_session()
         url = self._base.with_path(self._prefix + path, encoded=False)
+        deadline = self._deadlines.arm() if method == "GET" else None
         try:
             async with session.request(
                 method,
@@ -394,16 +310,26 @@ class Transport:
                 headers=self._headers if body is None else self._body_headers,
                 allow_redirects=False,
                 proxy=self._api_proxy,
-                timeout=self._api_timeout,  # a view's own, on the shared session
+                # A view's own, on the shared session.
+                timeout=self._api_timeout if deadline is None else self._poll_timeout,
             ) as resp:
                 payload = await _read_capped(resp, route, request_id)
                 status = resp.status
                 headers = resp.headers  # read below only for an error answer
+        except asyncio.CancelledError as exc:
+            if deadline is None or not deadline.expired():
+                raise
+            if self.on_response is not None:
+                self.on_response(route, 0)
+            raise _translated(TimeoutError(), route, request_id) from exc
         except _FAILURES as exc:
             error = _translated(exc, route, request_id)
             if self.on_response is not None:
                 self.on_response(route, 0)
             raise error from exc
+        finally:
+            if deadline is not None:
+                deadline.close()
         if self.on_response is not None:
             self.on_response(route, status)
         secret = self._secret
