@@ -57,6 +57,7 @@ _SETTLE_SLACK: Final = 1.2
 #: samples): the next jobs may run a little longer, but a wide pad delays every poll
 #: aimed at the window's end.
 _ALLOWANCE: Final = 0.035
+_RECHECK: Final = 8  # with no agreed run time, one is looked for every this many samples
 _OUTLIERS: Final = 0.1  # the share of samples a consistent run time may disagree with
 _LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
 _GUESS_GENERATIONS: Final = 10  # a queued job's start is guessed this many runs ahead at most
@@ -326,6 +327,7 @@ class RunTimes:
         # samples disagreed with it: past _OUTLIERS of them, it is found afresh.
         self._agreed: dict[str, tuple[float, float]] = {}
         self._misses: dict[str, deque[bool]] = {}
+        self._tries: dict[str, int] = {}  # samples since the model had no agreed run time
         self._drain: dict[str, float] = {}
         self._drain_sums: dict[str, tuple[float, float]] = {}  # decayed seconds, positions
         # Every poll plans with the estimate, but it changes only when a job finishes.
@@ -403,13 +405,18 @@ class RunTimes:
             misses.append(False)
             return
         misses.append(True)
-        if agreed is None or sum(misses) > _OUTLIERS * len(misses):
-            found = _agreed(samples) if len(samples) >= 3 else None
-            if found is None:
-                self._agreed.pop(model_id, None)
-            else:
-                self._agreed[model_id] = found
-                misses.clear()
+        if agreed is not None and sum(misses) <= _OUTLIERS * len(misses):
+            return
+        if agreed is None:
+            tries = self._tries[model_id] = self._tries.get(model_id, 0) + 1
+            if len(samples) > _RECHECK and tries % _RECHECK:
+                return  # run times that vary: look for an agreement every few samples
+        found = _agreed(samples) if len(samples) >= 3 else None
+        if found is None:
+            self._agreed.pop(model_id, None)
+        else:
+            self._agreed[model_id] = found
+            misses.clear()
 
     def record_drain(self, model_id: str, seconds_per_position: float, positions: int = 1) -> None:
         """Fold one observed queue drain (``positions`` left in ``positions`` × the rate)
