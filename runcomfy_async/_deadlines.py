@@ -35,13 +35,22 @@ class Deadline:
 
     def expired(self) -> bool:
         """Whether the cancellation the poll is seeing is this deadline's (and only its):
-        then it is taken back, and the caller raises a read timeout instead."""
+        then the caller raises a read timeout instead. This deadline's own cancellation is
+        taken back either way; a caller's, asked for too, stands."""
         task = self.task
-        return self.fired and task is not None and task.uncancel() <= self.cancelling
+        if not self.fired or task is None:
+            return False
+        self.fired = False
+        return task.uncancel() <= self.cancelling
 
     def close(self) -> None:
-        """The poll is over: its place holds nothing (not even the task) until dropped."""
-        self.task = None
+        """The poll is over: its place holds nothing (not even the task) until dropped. A
+        cancellation this deadline asked for that never reached the caller (swallowed on
+        the way) is taken back, so the task is not left counted as cancelling."""
+        task, self.task = self.task, None
+        if self.fired and task is not None:
+            self.fired = False
+            task.uncancel()
 
 
 class Deadlines:

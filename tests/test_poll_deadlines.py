@@ -9,6 +9,7 @@ leave behind, a cancellation the caller asked for — whatever kind, at whatever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ import anyio
 import pytest
 
 from runcomfy_async import Client, ReadTimeoutError, RetryPolicy, Timeouts
+from runcomfy_async._deadlines import Deadlines
 from runcomfy_async.testing import Fault, FaultKind, Simulator
 
 from .conftest import FAST_RETRY, GOOD_INPUTS, WAN25
@@ -166,3 +168,23 @@ async def test_an_anyio_scope_and_a_task_group_around_a_timed_out_poll(
     assert group.group_contains(ReadTimeoutError)
     (sibling,) = siblings
     assert sibling.cancelled()  # (3.11's TaskGroup itself leaves the parent's count at 1)
+
+
+async def test_a_deadline_swallowed_on_the_way_is_taken_back() -> None:
+    """Should anything under the transport swallow the deadline's cancellation, closing the
+    poll takes it back: the task is not left counted as cancelling (which would confuse a
+    caller's ``asyncio.timeout`` or ``TaskGroup`` later)."""
+    line = Deadlines(0.0)  # due at once
+
+    async def poll() -> int:
+        deadline = line.arm()
+        assert deadline is not None
+        with contextlib.suppress(asyncio.CancelledError):  # as a library below might
+            await asyncio.sleep(5)
+        deadline.close()
+        task = asyncio.current_task()
+        assert task is not None
+        return task.cancelling()
+
+    with anyio.fail_after(5):
+        assert await asyncio.create_task(poll()) == 0
