@@ -138,7 +138,10 @@ class Backpressure:
     @property
     def remaining(self) -> float:
         """Seconds left in the current pause (0 when none)."""
-        return max(0.0, self._until - self._clock())
+        until = self._until
+        if not until:  # never paused: read on every request, so no clock call
+            return 0.0
+        return max(0.0, until - self._clock())
 
     async def wait(self) -> None:
         """Sleep until the current pause is over; return at once when there is none."""
