@@ -61,13 +61,30 @@ _NOW: Final = _Now()
 
 
 class _Waiter:
-    __slots__ = ("event", "gated", "gone", "granted")
+    """A request in the line. Woken (:meth:`wake`) to look again; a wake while it is not
+    asleep is dropped: it looks at the line before every sleep anyway."""
+
+    __slots__ = ("_asleep", "gated", "gone", "granted")
 
     def __init__(self, gated: bool) -> None:
-        self.event = asyncio.Event()
+        self._asleep: asyncio.Future[None] | None = None
         self.granted = False
         self.gone = False
         self.gated = gated  # a poll: also waits for one of the polls in flight to end
+
+    def wake(self) -> None:
+        asleep = self._asleep
+        if asleep is not None and not asleep.done():
+            asleep.set_result(None)
+
+    async def sleep(self) -> None:
+        # One bare future a sleep: an asyncio.Event here cost an object, a deque and a
+        # future for every request that waited in the line.
+        self._asleep = asyncio.get_running_loop().create_future()
+        try:
+            await self._asleep
+        finally:
+            self._asleep = None
 
 
 #: The line's entries: (key, arrival, waiter), ordered by the tuple (arrivals are unique,
@@ -297,11 +314,11 @@ class PollScheduler:
                 top.granted = True
                 if top.gated:
                     self.polls_in_flight += 1
-                top.event.set()
+                top.wake()
                 if (top := self._top()) is None:
                     return
         if top is not None and self._timekeeper is None:
-            top.event.set()  # wake it to keep time for the line
+            top.wake()  # to keep time for the line
 
     def _gated(self, waiter: _Waiter) -> bool:
         """Whether ``waiter`` is a poll held back by the polls in flight."""
@@ -335,9 +352,7 @@ class PollScheduler:
                     finally:
                         self._timekeeper = None
                 else:
-                    if waiter.event.is_set():
-                        waiter.event = asyncio.Event()
-                    await waiter.event.wait()
+                    await waiter.sleep()
         except BaseException:
             # Cancelled while waiting: leave the line, and hand back a token that was
             # granted but never used, so the budget is not spent on nothing.
