@@ -11,7 +11,7 @@ session crawling. The rate never falls below 0.2 requests a second, nor below a 
 user's hard cap. A 429 answering a request sent before the last drop does not drop it again
 (it tells nothing new). After a 429 the bucket starts empty, so nothing bursts past what was
 just learned; its size is a tenth of a second of the rate (at most ``burst``), and before
-the first 429 no more than the server answered well over the last second.
+the first 429 no more than half of what the server answered well over the last second.
 ``requests_per_second`` is an optional hard cap (a capped budget starts at the cap, with
 ``burst`` saved up, as a fixed budget would). :mod:`._poll_budget` hands out its tokens.
 """
@@ -39,6 +39,9 @@ _RECOVERY_GAIN: Final = 0.02  # … by this much per good answer, back towards i
 _CEILING: Final = 0.85  # … which is this fraction of the rate the last episode of 429s began at
 _WINDOW: Final = 1.0  # seconds of good answers measured
 _BURST_SECONDS: Final = 0.1  # the bucket holds this much of the rate
+#: Before the first 429, the bucket holds at most this share of the good answers of the last
+#: second: a server's own burst answers a fresh client's first requests well, then refuses.
+_UNKNOWN_BURST: Final = 0.5
 
 
 class TokenBucket:
@@ -119,9 +122,10 @@ class AdaptiveRate:
             return float(self.max_burst)
         burst = min(float(self.max_burst), self.rate * _BURST_SECONDS)
         if not self.limited:
-            # Before the server's limit is known, never more at once than it answered well
-            # over the last second: a batch woken together is not a burst it has seen.
-            burst = min(burst, self.good_rate(now) * _WINDOW)
+            # Before the server's limit is known, never more at once than half of what it
+            # answered well over the last second: a batch woken together is not a burst it
+            # has seen, and those answers may have been its own burst allowance.
+            burst = min(burst, self.good_rate(now) * _WINDOW * _UNKNOWN_BURST)
         return max(1.0, burst)
 
     def _set(self, rate: float, now: float) -> None:
