@@ -60,7 +60,7 @@ _ALLOWANCE: Final = 0.035
 _RECHECK: Final = 8  # with no agreed run time, one is looked for every this many samples
 _OUTLIERS: Final = 0.1  # the share of samples a consistent run time may disagree with
 _LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
-_GUESS_GENERATIONS: Final = 10  # a queued job's start is guessed this many runs ahead at most
+_GUESS_GENERATIONS: Final = 5  # a queued job's start is guessed this many runs ahead at most
 _QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-rate wait
 
 

@@ -372,14 +372,14 @@ def _deep_queue_times() -> RunTimes:
 
 def test_a_queued_job_s_start_is_guessed_from_when_workers_free() -> None:
     """Ten workers finished at 109 s (caller's clock): the front ten start at 110 s, the
-    next ten at 111 s, the hundredth at 119 s; deeper than ten runs, or with no stamps,
+    next ten at 111 s, the fiftieth at 114 s; deeper than five runs, or with no stamps,
     nobody guesses."""
     times = _deep_queue_times()
     assert times.queue_start("m", 1, now=109.2) == pytest.approx(110.0)
     assert times.queue_start("m", 10, now=109.2) == pytest.approx(110.0)
     assert times.queue_start("m", 11, now=109.2) == pytest.approx(111.0)
-    assert times.queue_start("m", 100, now=109.2) == pytest.approx(119.0)
-    assert times.queue_start("m", 101, now=109.2) is None
+    assert times.queue_start("m", 50, now=109.2) == pytest.approx(114.0)
+    assert times.queue_start("m", 51, now=109.2) is None
     # No newer finish seen yet at 110.3: those workers free again a run later.
     assert times.queue_start("m", 1, now=110.3) == pytest.approx(111.0)
     assert RunTimes().queue_start("m", 1, now=109.2) is None
