@@ -26,8 +26,8 @@ import math
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import Final
+from collections.abc import Awaitable, Callable, Generator
+from typing import Final, TypeVar
 
 import anyio
 
@@ -38,6 +38,8 @@ from ._retry import Backpressure
 from ._wire import JobState
 
 __all__ = ["AdaptiveRate", "PollScheduler", "TokenBucket"]
+
+T = TypeVar("T")
 
 _RUNNING: Final = frozenset({JobState.IN_PROGRESS, JobState.UNKNOWN})
 _AGING: Final = 5.0  # a due request's key is never later than this after it fell due
@@ -60,6 +62,12 @@ class _Now:
 _NOW: Final = _Now()
 
 
+def _resolve(future: asyncio.Future[T] | None, value: T) -> None:
+    """Wake whoever awaits ``future`` with ``value``, unless it is gone or already woken."""
+    if future is not None and not future.done():
+        future.set_result(value)
+
+
 class _Waiter:
     """A request in the line. Woken (:meth:`wake`) to look again; a wake while it is not
     asleep is dropped: it looks at the line before every sleep anyway."""
@@ -73,9 +81,7 @@ class _Waiter:
         self.gated = gated  # a poll: also waits for one of the polls in flight to end
 
     def wake(self) -> None:
-        asleep = self._asleep
-        if asleep is not None and not asleep.done():
-            asleep.set_result(None)
+        _resolve(self._asleep, None)
 
     async def sleep(self) -> None:
         # One bare future a sleep: an asyncio.Event here cost an object, a deque and a
@@ -90,12 +96,6 @@ class _Waiter:
 #: The line's entries: (key, arrival, waiter), ordered by the tuple (arrivals are unique,
 #: so waiters themselves are never compared).
 _Entry = tuple[float, int, _Waiter]
-
-
-def _wake(sleepers: Iterable[asyncio.Future[bool]], slept: bool) -> None:
-    for sleeper in sleepers:
-        if not sleeper.done():
-            sleeper.set_result(slept)
 
 
 class PollScheduler:
@@ -220,7 +220,8 @@ class PollScheduler:
         if not self.policy.learn:
             return
         self.run_times.record_run(model_id, shortest, longest)
-        _wake(self._learned.pop(model_id, ()), False)
+        for sleeper in self._learned.pop(model_id, ()):
+            _resolve(sleeper, False)
 
     def record_drain(self, model_id: str, seconds_per_position: float, positions: int = 1) -> None:
         """Learn a queue drain; the model's first wakes its queued jobs to re-plan."""
@@ -229,7 +230,8 @@ class PollScheduler:
         first = self.run_times.drain(model_id) is None
         self.run_times.record_drain(model_id, seconds_per_position, positions)
         if first:
-            _wake(self._learned.pop(model_id, ()), False)
+            for sleeper in self._learned.pop(model_id, ()):
+                _resolve(sleeper, False)
 
     def sleep_until(self, at: float, model_id: str | None = None) -> Awaitable[bool]:
         """Sleep until ``at``; with a model, return False early when it learns a run time.
@@ -258,7 +260,7 @@ class PollScheduler:
         sleepers.add(woken)
         try:
             if self._real_clock:
-                timer = asyncio.get_running_loop().call_later(delay, _wake, (woken,), True)
+                timer = asyncio.get_running_loop().call_later(delay, _resolve, woken, True)
                 try:
                     return await woken
                 finally:
@@ -267,7 +269,7 @@ class PollScheduler:
 
                 async def sleeper() -> None:
                     await self._sleep(delay)
-                    _wake((woken,), True)
+                    _resolve(woken, True)
 
                 tg.start_soon(sleeper)
                 slept = await woken

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Final
+from typing import Any, Final
 
 from ._errors import (
     APIStatusError,
@@ -88,21 +88,14 @@ def status_error(
     if secret is not None:
         message = message.replace(secret, REDACTED) if message else message
         detail = redact(detail, secret)
+    fields: dict[str, Any] = {
+        "route": route,
+        "status": status,
+        "request_id": request_id,
+        "error_code": code,
+        "error_message": message,
+        "detail": detail,
+    }
     if cls is RateLimitError:
-        return RateLimitError(
-            retry_after=retry_after,
-            route=route,
-            status=status,
-            request_id=request_id,
-            error_code=code,
-            error_message=message,
-            detail=detail,
-        )
-    return cls(
-        route=route,
-        status=status,
-        request_id=request_id,
-        error_code=code,
-        error_message=message,
-        detail=detail,
-    )
+        return RateLimitError(retry_after=retry_after, **fields)
+    return cls(**fields)

@@ -399,14 +399,15 @@ class Watcher:
         A /result poll that saw the end (``polled``) already is that result.
         """
         result: Result | None = polled
-        limit = self._scope_limit() if result is None else None
-        if result is None and limit is None:
-            result = await self._fetch_result()  # no deadline: no cancel scope to pay for
-        elif result is None:
-            with anyio.move_on_after(limit) as scope:
-                result = await self._fetch_result()
-            if scope.cancelled_caught:
-                raise self.timeout_error() from self._last_exc
+        if result is None:
+            limit = self._scope_limit()
+            if limit is None:
+                result = await self._fetch_result()  # no deadline: no cancel scope to pay for
+            else:
+                with anyio.move_on_after(limit) as scope:
+                    result = await self._fetch_result()
+                if scope.cancelled_caught:
+                    raise self.timeout_error() from self._last_exc
         if result is None:
             self._check_deadline()
             return None
