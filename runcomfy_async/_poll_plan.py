@@ -62,6 +62,9 @@ _OUTLIERS: Final = 0.1  # the share of samples a consistent run time may disagre
 _LEAD_POLLS: Final = 5.0  # a batch leader's wait is elapsed × this / peers (or less)
 _GUESS_GENERATIONS: Final = 5  # a queued job's start is guessed this many runs ahead at most
 _QUEUE_AIM: Final = 0.8  # a queued job's next poll: this fraction of the drain-rate wait
+#: A wide finish window is crossed (and an overdue job polled) at most every this
+#: fraction of ``finish_interval``: a varying model's jobs mostly finish there.
+_WIDE_STEP: Final = 0.8
 
 
 def _jittered(policy: PollPolicy, seconds: float, rand: float) -> float:
@@ -254,8 +257,11 @@ def _plan_learned(
     key = (first + last) / 2
     step = finish_interval(policy, estimate)
     # A wide window (an uncertain start, run times that vary) is crossed in
-    # _WINDOW_POLLS polls, or at the settle interval if that takes more.
-    step = max(step, min(settle_interval(policy, estimate), (last - first) / _WINDOW_POLLS))
+    # _WINDOW_POLLS polls, or at the settle interval if that takes more, but never at the
+    # full finish interval: most of a varying model's jobs finish inside such a window
+    # (or just past it), so this wait bounds their detection.
+    wide = _WIDE_STEP * policy.finish_interval
+    step = max(step, min(settle_interval(policy, estimate), wide, (last - first) / _WINDOW_POLLS))
     if now < first:
         # A window no wider than the settle interval (once ticks, answer times and the
         # run time's own spread are allowed for) needs one poll, at its end; others are
@@ -270,11 +276,12 @@ def _plan_learned(
     elif now <= last:
         wait = _jittered(policy, step, rand)
     else:
-        # Overdue. The wait grows with the time since the window opened, up to the finish
-        # interval: when a batch started together, the window learned from its finishers
-        # trails the survivors, which are "just overdue" all along. Far past the window
-        # the estimate was wrong for this job: back off with the lateness, to max_interval.
-        cap = max(policy.finish_interval, step, min(policy.max_interval, (now - last) / 2))
+        # Overdue. The wait grows with the time since the window opened, up to a wide
+        # window's step: when a batch started together, the window learned from its
+        # finishers trails the survivors, which are "just overdue" all along. Far past the
+        # window the estimate was wrong for this job: back off with the lateness, to
+        # max_interval.
+        cap = max(wide, step, min(policy.max_interval, (now - last) / 2))
         wait = _jittered(policy, min(cap, max(step, now - first)), rand)
     return Plan(now + wait, key)
 

@@ -74,8 +74,9 @@ def test_random_run_times_stay_within_a_request_bound() -> None:
     assert sorted(detect)[int(0.95 * len(detect))] <= 1.5
 
 
-def test_overdue_wait_grows_from_the_window_start_to_the_finish_interval() -> None:
-    """Just past a narrow window, the wait is the time since it opened, capped at 1.5 s."""
+def test_overdue_wait_grows_from_the_window_start_to_a_wide_window_step() -> None:
+    """Just past a narrow window, the wait is the time since it opened, capped at 1.2 s
+    (0.8 × the finish interval: a survivor of a varying model is detected within it)."""
     estimate = RunEstimate(2.0, 2.2, 10)
 
     def wait(now: float) -> float:
@@ -91,8 +92,22 @@ def test_overdue_wait_grows_from_the_window_start_to_the_finish_interval() -> No
 
     assert wait(2.5) == 0.5
     assert wait(3.0) == 1.0
-    assert wait(4.0) == 1.5  # the finish interval
+    assert wait(4.0) == pytest.approx(1.2)  # 0.8 x the finish interval
     assert wait(30.0) == 5.0  # far past it: lateness, up to max_interval
+
+
+def test_a_wide_window_is_crossed_at_most_every_0_8_finish_intervals() -> None:
+    """Run times of 2–20 s: inside the window a poll every 1.2 s, not the full 1.5 s, so
+    the p95 detection of a varying model stays clear of the finish interval."""
+    plan = plan_next(
+        PollPolicy(jitter=0.0),
+        10.0,
+        state=JobState.IN_PROGRESS,
+        step=5,
+        started=(0.0, 0.0),
+        estimate=RunEstimate(2.0, 20.0, 50),
+    )
+    assert plan.at - 10.0 == pytest.approx(1.2)
 
 
 def test_deep_queue_follows_the_drain_rate_then_the_settle_interval() -> None:
