@@ -32,9 +32,9 @@ from typing import Final, TypeVar
 import anyio
 
 from ._config import DEFAULT_POLLING, PollPolicy
-from ._poll_plan import RunTimes
 from ._rate import AdaptiveRate, TokenBucket
 from ._retry import Backpressure
+from ._run_times import RunTimes
 from ._wire import JobState
 
 __all__ = ["AdaptiveRate", "PollScheduler", "TokenBucket"]

@@ -35,8 +35,9 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._events import Completed, Event, InProgress, Queued, UnknownStatus, outcome, terminal_event
-from ._poll_plan import plan_next, run_bounds
+from ._poll_plan import plan_next
 from ._retry import is_transient, retry_after_of
+from ._run_times import run_bounds
 from ._wire import JobState, Result, Status, status_of
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class Watcher:
 
     # Slots: a batch holds one watcher per job in flight (10,000 in a big gather).
     __slots__ = tuple(
-        "__weakref__ _answered_at _batched _failures _flips _guess _last_exc _left_queue_lo"  # noqa: SIM905
+        "__weakref__ _aimed _answered_at _batched _failures _flips _guess _last_exc _left_queue_lo"  # noqa: SIM905
         " _polls _position_seen _presumed _races _result_failures _result_streak _retry_after"
         " _running_since _shown _since _started _step _submitted _unknown_words deadline done"
         " last model_id request_id routes scheduler state timeout".split()
@@ -105,6 +106,7 @@ class Watcher:
         self._presumed: tuple[float, float] | None = None  # see _presume
         self._batched = False  # presumed only as one of a cold batch: taught nothing
         self._guess: float | None = None  # a queued job's guessed start (see queue_start)
+        self._aimed = False  # the next poll aims at a queued job's guessed finish
 
     # --- timing ----------------------------------------------------------------------
 
@@ -155,6 +157,7 @@ class Watcher:
             start_at=guess if state is JobState.IN_QUEUE and guess != -math.inf else None,
             rand=sched.rand(),
         )
+        self._aimed = plan.finish
         return min(plan.at, self.deadline), plan.key
 
     def _presume(self, *, cold: bool = True) -> tuple[float, float] | None:
@@ -235,6 +238,8 @@ class Watcher:
         """Whether the job runs and should be finishing: poll ``/result`` (it answers the
         state while unfinished, and the poll that sees the end saves the result fetch)."""
         sched = self.scheduler
+        if self._aimed:
+            return sched.result_polls
         if self._polls == 1 and self._presumed is None:
             # A first poll granted late: its model may have learned meanwhile.
             self._presumed = self._presume(cold=False)

@@ -12,7 +12,8 @@ import pytest
 from runcomfy_async import Client, PollPolicy, RetryPolicy
 from runcomfy_async._config import DEFAULT_POLLING
 from runcomfy_async._poll_budget import AdaptiveRate, PollScheduler
-from runcomfy_async._poll_plan import RunEstimate, finish_interval, plan_next
+from runcomfy_async._poll_plan import finish_interval, plan_next
+from runcomfy_async._run_times import RunEstimate
 from runcomfy_async._wire import JobState
 from runcomfy_async.testing import RateLimit, Simulator
 

@@ -10,13 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from runcomfy_async import PollPolicy
-from runcomfy_async._poll_plan import (
-    RunEstimate,
-    RunTimes,
-    plan_next,
-    run_bounds,
-    settle_interval,
-)
+from runcomfy_async._poll_plan import Plan, plan_next, settle_interval
+from runcomfy_async._run_times import RunEstimate, RunTimes, run_bounds
 from runcomfy_async._wire import JobState
 
 POLICY = PollPolicy()
@@ -400,6 +395,16 @@ def test_a_queued_job_s_start_is_guessed_from_when_workers_free() -> None:
     assert RunTimes().queue_start("m", 1, now=109.2) is None
 
 
+def test_a_position_seen_before_the_finishes_counts_from_them() -> None:
+    """Position 15 seen at 108.5 s, before the ten workers freed at 109 s: the front ten
+    started at 109 s, so the fifteenth starts at 110 s with the next ten — not at 111 s,
+    as if those workers had taken other jobs first (a poll aimed there would be a run
+    late)."""
+    times = _deep_queue_times()
+    assert times.queue_start("m", 15, now=108.5) == pytest.approx(110.0)
+    assert times.queue_start("m", 5, now=108.5) == pytest.approx(109.0)
+
+
 def test_an_unseen_worker_is_taken_to_free_first() -> None:
     """Only 4 of the 10 workers' finishes seen (drain says 10): position 7 is still guessed
     into the first round (early costs a poll; a round late would cost a whole run)."""
@@ -414,13 +419,9 @@ def test_an_unseen_worker_is_taken_to_free_first() -> None:
     assert times.queue_start("m", 11, now=109.5) == pytest.approx(111.0)
 
 
-def test_a_guessed_start_is_polled_just_after() -> None:
-    """A queued job with a guessed start is polled one finish step after it, whatever its
-    position says about the drain rate."""
-    policy = PollPolicy(jitter=0.0)
-    estimate = RunEstimate(0.99, 1.01, 20)
-    plan = plan_next(
-        policy,
+def _guessed(estimate: RunEstimate) -> Plan:
+    return plan_next(
+        PollPolicy(jitter=0.0),
         100.0,
         state=JobState.IN_QUEUE,
         step=3,
@@ -429,7 +430,23 @@ def test_a_guessed_start_is_polled_just_after() -> None:
         estimate=estimate,
         start_at=102.0,
     )
-    assert plan.at == pytest.approx(102.0 + 0.05)
+
+
+def test_a_guessed_start_of_a_consistent_run_time_is_polled_just_after_its_finish() -> None:
+    """Run times of 0.99–1.01 s, a start guessed at 102 s: one /result poll just after the
+    finish that start gives (102 + a finish step + 1.01 s), not first one for the start;
+    the position's drain rate says nothing more."""
+    plan = _guessed(RunEstimate(0.99, 1.01, 20))
+    assert plan.at == pytest.approx(102.0 + 0.05 + 1.01)
+    assert plan.finish
+
+
+def test_a_guessed_start_of_a_varying_run_time_is_polled_just_after() -> None:
+    """Run times of 0.5–1.5 s: the finish is not known from the start, so the start is
+    polled for, one finish step after it (a /status poll)."""
+    plan = _guessed(RunEstimate(0.5, 1.5, 20))
+    assert plan.at == pytest.approx(102.0 + 1.0 / 16)
+    assert not plan.finish
 
 
 def test_a_finish_stamp_in_the_future_is_taken_as_when_it_was_seen() -> None:

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from runcomfy_async._config import DEFAULT_POLLING, DEFAULT_START_REQUESTS_PER_SECOND, PollPolicy
 from runcomfy_async._poll_budget import PollScheduler, TokenBucket
-from runcomfy_async._poll_plan import Plan, RunEstimate, RunTimes, backoff_interval, plan_next
+from runcomfy_async._poll_plan import Plan, backoff_interval, plan_next
 from runcomfy_async._retry import Backpressure
+from runcomfy_async._run_times import RunEstimate, RunTimes
 from runcomfy_async._wire import JobState
 
 # The schedule the pure-maths tests below were written for (the defaults start faster now).

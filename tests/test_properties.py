@@ -34,8 +34,9 @@ from runcomfy_async import (
     Status,
 )
 from runcomfy_async._poll_budget import TokenBucket
-from runcomfy_async._poll_plan import RunEstimate, RunTimes, backoff_interval, plan_next
+from runcomfy_async._poll_plan import backoff_interval, plan_next
 from runcomfy_async._retry import backoff_delay
+from runcomfy_async._run_times import RunEstimate, RunTimes
 from runcomfy_async._transport import parse_retry_after
 from runcomfy_async._wire import (
     decode_cancel,
