@@ -166,6 +166,7 @@ def plan_next(
     leader: bool = False,
     since: float | None = None,
     start_at: float | None = None,
+    firm_start: bool = False,
     rand: float = 0.0,
 ) -> Plan:
     """Decide when to poll a job next. Pure: no clock, no randomness of its own.
@@ -185,6 +186,7 @@ def plan_next(
             a drain rate), this one included.
         since: When the job entered its current state (the queue), if known.
         start_at: When a queued job should start (:meth:`RunTimes.queue_start`).
+        firm_start: Whether that guess is firm (:meth:`RunTimes.firm_starts`).
         rand: A number in ``[0, 1]``, the jitter draw.
     """
     if failures:
@@ -208,10 +210,11 @@ def plan_next(
         return Plan(now + wait, now + wait)
     if policy.learn and state is JobState.IN_QUEUE and start_at is not None and estimate:
         # Its start is guessed from when its model's workers free: poll just after it —
-        # or, for a consistent run time, just after the finish that start gives (a guess
-        # that proves early costs that one poll, as the poll for the start would have).
+        # or, firm and for a consistent run time, just after the finish that start gives
+        # (a /result: a guess that proves early costs that one poll, as the poll for the
+        # start would have; but it answers no position, so a hint is checked first).
         margin = finish_interval(policy, estimate)
-        if is_consistent(policy, estimate):
+        if firm_start and is_consistent(policy, estimate):
             aimed = _plan_learned(policy, now, (start_at, start_at + margin), estimate, rand)
             return Plan(aimed.at, aimed.key, finish=True)
         margin = _jittered(policy, margin, rand)

@@ -28,6 +28,9 @@ _LONGEST: Final = 7 * 24 * 3600.0  # no job runs (or is kept) longer; larger sam
 _ALLOWANCE: Final = 0.035
 _RECHECK: Final = 8  # with no agreed run time, one is looked for every this many samples
 _OUTLIERS: Final = 0.1  # the share of samples a consistent run time may disagree with
+#: Workers seen to finish in the last run account for the drain rate up to this factor
+#: (a drain measured on a queue that moves in steps is about that noisy).
+_FIRM: Final = 1.4
 _GUESS_GENERATIONS: Final = 5  # a queued job's start is guessed this many runs ahead at most
 
 
@@ -100,6 +103,7 @@ class RunTimes:
         self._estimates: dict[str, RunEstimate] = {}
         # When the model's jobs finished (on the caller's clock): when its workers free.
         self._finishes: dict[str, deque[float]] = {}
+        self._workers: dict[str, int] = {}  # the most seen to finish within one run
         self._offset: float | None = None  # the caller's clock minus the server's, at most
 
     def record_stamps(
@@ -126,6 +130,11 @@ class RunTimes:
         if model_id is not None and self._offset is not None:
             ends = self._finishes.setdefault(model_id, deque(maxlen=_SAMPLES_KEPT))
             ends.append(min(seen, finished.timestamp() + self._offset))
+            estimate = self.estimate(model_id)
+            if estimate is not None:  # each worker finishes at most once within `low`
+                latest = max(ends)
+                freed = sum(1 for f in ends if f > latest - 0.9 * estimate.low)
+                self._workers[model_id] = max(freed, self._workers.get(model_id, 0))
         return None if created is None else (finished - created).total_seconds()
 
     def local_time(self, stamp: datetime | None) -> float | None:
@@ -140,26 +149,46 @@ class RunTimes:
         """When the job at ``position`` of the model's queue should start, if its finishes
         tell: each worker that finished in the last run frees again a run later (and
         every run after), the front job takes the first to free, the next the second…
-        Workers are as many as finished in the last run, or as the run time over the
-        drain rate says; one not seen is taken to free first (a guess too early costs a
-        poll, one too late would cost a run). None without the facts, or too deep."""
-        ends = self._finishes.get(model_id) if model_id is not None else None
-        estimate, drain = self.estimate(model_id), self.drain(model_id)
-        if not ends or estimate is None or not drain:
+        Workers are as many as were seen to finish within one run, unless the drain rate
+        says clearly more (other users' jobs in the queue): then as many as it says, one
+        not seen taken to free first (a guess too early costs a poll, one too late would
+        cost a run). None without the facts, too deep, or for a position seen more than
+        a run before the latest finish."""
+        facts = self._queue_facts(model_id)
+        if facts is None:
             return None
-        run = (estimate.low + estimate.high) / 2
-        latest = max(ends)
+        run, last, by_drain, workers = facts
+        if now < max(last) - run:
+            return None  # a position older than the last run: who started since is unknown
         # A worker that freed after the position was seen (a poll answered before the
         # finishes that taught this) takes the job at the front of that queue then.
-        free = sorted(
-            f if f > now else f + run * max(1, math.ceil((now - f) / run))
-            for f in ends
-            if f > latest - 0.9 * run
-        )
-        generations, slot = divmod(position - 1, max(len(free), round(run / drain)))
+        free = sorted(f if f > now else f + run * max(1, math.ceil((now - f) / run)) for f in last)
+        if by_drain > _FIRM * workers:
+            workers = max(len(free), round(by_drain))
+        generations, slot = divmod(position - 1, workers)
         if generations >= _GUESS_GENERATIONS:
             return None
         return (free[slot] if slot < len(free) else free[0]) + generations * run
+
+    def firm_starts(self, model_id: str | None) -> bool:
+        """Whether the last run's finishes account for the drain (within ``_FIRM``): the
+        queue is then this session's jobs on workers it has seen finish, and a guessed
+        start is firm enough to aim a job's next poll at the finish it gives. Else —
+        other users' jobs in the queue, or a drain rate measured across one step — a
+        guess is only a hint."""
+        facts = self._queue_facts(model_id)
+        return facts is not None and facts[2] <= _FIRM * facts[3]
+
+    def _queue_facts(self, model_id: str | None) -> tuple[float, list[float], float, int] | None:
+        """The model's run time, its last run's finishes, its workers by the drain rate,
+        and the most workers seen to finish within one run."""
+        ends = self._finishes.get(model_id) if model_id is not None else None
+        estimate, drain = self.estimate(model_id), self.drain(model_id)
+        if not ends or estimate is None or not drain or model_id is None:
+            return None
+        run = (estimate.low + estimate.high) / 2
+        last = _last_run(ends, run)
+        return run, last, run / drain, max(len(last), self._workers.get(model_id, 0))
 
     def record_run(self, model_id: str, shortest: float, longest: float) -> None:
         """Remember that a job of ``model_id`` ran between ``shortest`` and ``longest`` s."""
@@ -226,6 +255,12 @@ class RunTimes:
                 _estimate(samples) if agreed is None else RunEstimate(*agreed, len(samples))
             )
         return cached
+
+
+def _last_run(ends: deque[float], run: float) -> list[float]:
+    """The finishes of the last run: one for each worker seen to free in it."""
+    latest = max(ends)
+    return [f for f in ends if f > latest - 0.9 * run]
 
 
 def _agreed(samples: deque[tuple[float, float]]) -> tuple[float, float] | None:

@@ -35,7 +35,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._events import Completed, Event, InProgress, Queued, UnknownStatus, outcome, terminal_event
-from ._poll_plan import plan_next
+from ._poll_plan import finish_interval, plan_next
 from ._retry import is_transient, retry_after_of
 from ._run_times import run_bounds
 from ._wire import JobState, Result, Status, status_of
@@ -155,6 +155,7 @@ class Watcher:
             leader=started is not None and sched.cold_leader(self.model_id, self, started[0]),
             since=self._since,
             start_at=guess if state is JobState.IN_QUEUE and guess != -math.inf else None,
+            firm_start=guess is not None and sched.run_times.firm_starts(self.model_id),
             rand=sched.rand(),
         )
         self._aimed = plan.finish
@@ -395,7 +396,15 @@ class Watcher:
                 # (else it would teach only "0 to T s", and the window would widen).
                 self._started = self._presumed
             elif self._started is None and self._left_queue_lo is not None:
-                self._started = (self._left_queue_lo, now)
+                lo = self._left_queue_lo
+                estimate = self.scheduler.run_times.estimate(self.model_id)
+                if self._aimed and estimate is not None:
+                    # Asked at its expected finish and still running: it started less
+                    # than a run (and a finish step) ago, else it would be done.
+                    step = finish_interval(self.scheduler.policy, estimate)
+                    lo = max(lo, sent - estimate.high - step)
+                    self._guess = None
+                self._started = (lo, now)
             self._running_since = sent
 
     async def _conclude(self, polled: Result | None = None) -> Event | None:

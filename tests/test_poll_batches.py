@@ -405,6 +405,12 @@ def test_a_position_seen_before_the_finishes_counts_from_them() -> None:
     assert times.queue_start("m", 5, now=108.5) == pytest.approx(109.0)
 
 
+def test_a_position_older_than_the_last_run_guesses_nothing() -> None:
+    """Position 15 seen at 100 s, nine runs before the finishes at 109 s: who started in
+    between is unknown (a guess would be runs late, and so would the poll aimed there)."""
+    assert _deep_queue_times().queue_start("m", 15, now=100.0) is None
+
+
 def test_an_unseen_worker_is_taken_to_free_first() -> None:
     """Only 4 of the 10 workers' finishes seen (drain says 10): position 7 is still guessed
     into the first round (early costs a poll; a round late would cost a whole run)."""
@@ -419,7 +425,7 @@ def test_an_unseen_worker_is_taken_to_free_first() -> None:
     assert times.queue_start("m", 11, now=109.5) == pytest.approx(111.0)
 
 
-def _guessed(estimate: RunEstimate) -> Plan:
+def _guessed(estimate: RunEstimate, *, firm: bool = True) -> Plan:
     return plan_next(
         PollPolicy(jitter=0.0),
         100.0,
@@ -429,6 +435,7 @@ def _guessed(estimate: RunEstimate) -> Plan:
         drain=0.1,
         estimate=estimate,
         start_at=102.0,
+        firm_start=firm,
     )
 
 
@@ -439,6 +446,24 @@ def test_a_guessed_start_of_a_consistent_run_time_is_polled_just_after_its_finis
     plan = _guessed(RunEstimate(0.99, 1.01, 20))
     assert plan.at == pytest.approx(102.0 + 0.05 + 1.01)
     assert plan.finish
+
+
+def test_a_guess_that_is_only_a_hint_is_checked_at_the_start_first() -> None:
+    """Not firm (the drain says more workers than were seen finish): the start is polled
+    for with /status, which answers the queue position a /result would not."""
+    plan = _guessed(RunEstimate(0.99, 1.01, 20), firm=False)
+    assert plan.at == pytest.approx(102.0 + 0.05)
+    assert not plan.finish
+
+
+def test_starts_are_firm_when_the_last_run_s_finishes_account_for_the_drain() -> None:
+    """Ten workers seen to finish in the last run and a drain of 0.1 s a position for 1 s
+    runs: firm. A drain twice as fast says ten more workers nobody saw: a hint only."""
+    times = _deep_queue_times()
+    assert times.firm_starts("m")
+    times.record_drain("m", 0.05, 100)  # outweighs the first sample: 0.05 s a position
+    assert not times.firm_starts("m")
+    assert not RunTimes().firm_starts("m")
 
 
 def test_a_guessed_start_of_a_varying_run_time_is_polled_just_after() -> None:
