@@ -91,17 +91,24 @@ def test_overdue_wait_grows_from_the_window_start_to_a_wide_window_step() -> Non
     assert wait(30.0) == 5.0  # far past it: lateness, up to max_interval
 
 
+def _running(
+    now: float, started: tuple[float, float], estimate: RunEstimate, *, step: int = 5
+) -> Plan:
+    """The next poll of a running job of a learned model, with no jitter."""
+    return plan_next(
+        PollPolicy(jitter=0.0),
+        now,
+        state=JobState.IN_PROGRESS,
+        step=step,
+        started=started,
+        estimate=estimate,
+    )
+
+
 def test_a_wide_window_is_crossed_at_most_every_0_8_finish_intervals() -> None:
     """Run times of 2–20 s: inside the window a poll every 1.2 s, not the full 1.5 s, so
     the p95 detection of a varying model stays clear of the finish interval."""
-    plan = plan_next(
-        PollPolicy(jitter=0.0),
-        10.0,
-        state=JobState.IN_PROGRESS,
-        step=5,
-        started=(0.0, 0.0),
-        estimate=RunEstimate(2.0, 20.0, 50),
-    )
+    plan = _running(10.0, (0.0, 0.0), RunEstimate(2.0, 20.0, 50))
     assert plan.at - 10.0 == pytest.approx(1.2)
 
 
@@ -129,14 +136,7 @@ def test_deep_queue_follows_the_drain_rate_then_the_settle_interval() -> None:
 
 def test_start_seen_within_the_settle_interval_needs_one_poll() -> None:
     """A 1 s job seen starting within 0.4 s is polled once, at its window's end."""
-    plan = plan_next(
-        PollPolicy(jitter=0.0),
-        10.4,
-        state=JobState.IN_PROGRESS,
-        step=0,
-        started=(10.0, 10.4),
-        estimate=RunEstimate(0.98, 1.02, 20),
-    )
+    plan = _running(10.4, (10.0, 10.4), RunEstimate(0.98, 1.02, 20), step=0)
     assert plan.at == 10.4 + 1.02
 
 
