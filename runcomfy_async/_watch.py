@@ -140,6 +140,7 @@ class Watcher:
                 guess = self._guess = sched.run_times.queue_start(
                     self.model_id, position, self._answered_at
                 )
+        start_at = guess if state is JobState.IN_QUEUE and guess != -math.inf else None
         plan = plan_next(
             sched.policy,
             self._answered_at,
@@ -154,8 +155,8 @@ class Watcher:
             peers=sched.cold_peers(self.model_id, self, state),
             leader=started is not None and sched.cold_leader(self.model_id, self, started[0]),
             since=self._since,
-            start_at=guess if state is JobState.IN_QUEUE and guess != -math.inf else None,
-            firm_start=guess is not None and sched.run_times.firm_starts(self.model_id),
+            start_at=start_at,
+            firm_start=start_at is not None and sched.run_times.firm_starts(self.model_id),
             rand=sched.rand(),
         )
         self._aimed = plan.finish
@@ -236,8 +237,9 @@ class Watcher:
         return self.scheduler.learning_model(self.model_id, state)
 
     def _finishing(self) -> bool:
-        """Whether the job runs and should be finishing: poll ``/result`` (it answers the
-        state while unfinished, and the poll that sees the end saves the result fetch)."""
+        """Whether the job runs and should be finishing, or the poll aims at a queued
+        job's guessed finish: poll ``/result`` (it answers the state while unfinished, and
+        the poll that sees the end saves the result fetch)."""
         sched = self.scheduler
         if self._aimed:
             return sched.result_polls
@@ -399,8 +401,7 @@ class Watcher:
                 lo = self._left_queue_lo
                 estimate = self.scheduler.run_times.estimate(self.model_id)
                 if self._aimed and estimate is not None:
-                    # Asked at its expected finish and still running: it started less
-                    # than a run (and a finish step) ago, else it would be done.
+                    # Asked at its finish and still running: it started under a run ago.
                     step = finish_interval(self.scheduler.policy, estimate)
                     lo = max(lo, sent - estimate.high - step)
                     self._guess = None
