@@ -24,18 +24,21 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from ._run_times import RunEstimate
+from ._run_times import RunEstimate, RunTimes, run_bounds
 from ._wire import JobState
 
 if TYPE_CHECKING:
     from ._config import PollPolicy
 
-__all__ = [
+__all__ = [  # the learned run times live in ._run_times, re-exported: DESIGN.md's layout
     "Plan",
+    "RunEstimate",
+    "RunTimes",
     "backoff_interval",
     "finish_interval",
     "is_consistent",
     "plan_next",
+    "run_bounds",
     "settle_interval",
 ]
 
