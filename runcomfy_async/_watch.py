@@ -1,13 +1,12 @@
 """One job's watcher: status polls in, transition events out; and watch() on it.
 
 One :class:`Watcher` per job does one poll per step and turns the answer into the events
-that are new (a repeated status yields nothing). It keeps what was seen (state, queue
-position, unknown words), what was already yielded, and the bounds the learned schedule
-needs. :func:`watch` and :func:`drive` only step it, so :func:`watch` never yields
-inside a cancel scope or task group (anyio's rule for async generators): every scope
-opens and closes within a step. Breaking out of ``async for`` therefore leaves nothing
-behind — no task, no waiter in the poll scheduler, no connection — and never cancels
-the job remotely (only :mod:`._run`, which submitted the job, does that).
+that are new (a repeated status yields nothing), keeping what was seen, what was yielded,
+and the bounds the learned schedule needs. :func:`watch` and :func:`drive` only step it,
+so :func:`watch` never yields inside a cancel scope or task group (anyio's rule for async
+generators). Breaking out of ``async for`` leaves nothing behind — no task, no waiter in
+the poll scheduler, no connection — and never cancels the job remotely (only
+:mod:`._run`, which submitted the job, does that).
 
 The watcher takes a ``timeout`` rather than leave it to ``anyio.fail_after`` around the
 call, because the deadline belongs to the job, not to the call: reaching it raises
@@ -66,7 +65,7 @@ class Watcher:
         "__weakref__ _aimed _answered_at _batched _failures _flips _guess _last_exc _left_queue_lo"  # noqa: SIM905
         " _polls _position_seen _presumed _races _result_failures _result_streak _retry_after"
         " _running_since _shown _since _started _step _submitted _unknown_words deadline done"
-        " last model_id request_id routes scheduler state timeout".split()
+        " last model_id request_id routes scheduler shows_phases state timeout".split()
     )
 
     def __init__(
@@ -107,8 +106,7 @@ class Watcher:
         self._batched = False  # presumed only as one of a cold batch: taught nothing
         self._guess: float | None = None  # a queued job's guessed start (see queue_start)
         self._aimed = False  # the next poll aims at a queued job's guessed finish
-
-    # --- timing ----------------------------------------------------------------------
+        self.shows_phases = False  # a watch(): no poll aims past the running phase
 
     def _next_plan(self) -> tuple[float, float]:
         sched = self.scheduler
@@ -141,6 +139,7 @@ class Watcher:
                     self.model_id, position, self._answered_at
                 )
         start_at = guess if state is JobState.IN_QUEUE and guess != -math.inf else None
+        firm = start_at is not None and not self.shows_phases
         plan = plan_next(
             sched.policy,
             self._answered_at,
@@ -156,7 +155,7 @@ class Watcher:
             leader=started is not None and sched.cold_leader(self.model_id, self, started[0]),
             since=self._since,
             start_at=start_at,
-            firm_start=start_at is not None and sched.run_times.firm_starts(self.model_id),
+            firm_start=firm and sched.run_times.firm_starts(self.model_id),
             rand=sched.rand(),
         )
         self._aimed = plan.finish
@@ -193,8 +192,6 @@ class Watcher:
             timeout=self.timeout if self.timeout is not None else math.inf,
             last_status=self.last.status if self.last else None,
         )
-
-    # --- one step ----------------------------------------------------------------------
 
     async def step(self) -> list[Event]:
         """Wait for the next poll, send it, and return the events it brought (maybe none).
@@ -492,9 +489,11 @@ async def watch(make: Callable[[], Watcher]) -> AsyncIterator[Event]:
 
     The watcher is made (``make()``) at the first iteration, so its deadline counts from
     there. Events are yielded here, outside every cancel scope a step opened; leaving the
-    loop early never cancels the job remotely.
+    loop early never cancels the job remotely. A watch shows every phase: no queued job's
+    poll is aimed at its finish (as ``wait()``'s may be), which would skip ``InProgress``.
     """
     watcher = make()
+    watcher.shows_phases = True
     while not watcher.done:
         for event in await watcher.step():
             yield event
