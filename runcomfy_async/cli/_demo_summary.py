@@ -93,12 +93,13 @@ def print_summary(board: Board, by_route: dict[str, int], *, wall: float) -> Non
     _print_table(_summary_rows(board))
     simulated = max((board.elapsed(r) for r in rows), default=0.0)
     polls = sum(r.polls for r in rows)
-    naive = sum(
-        math.ceil(board.elapsed(r) / NAIVE_POLL_SECONDS) for r in rows if r.ended is not None
-    )
+    ended = [r for r in rows if r.ended is not None]
+    # The hand-rolled loop polls /status, then fetches each result once.
+    naive = sum(math.ceil(board.elapsed(r) / NAIVE_POLL_SECONDS) for r in ended) + len(ended)
     files = sum(len(r.files) for r in rows)
     billed = sum(_cost(r) for r in rows)
-    per_job = polls / len(rows) if rows else 0.0
+    results = by_route.get("result", 0)  # polls that saw the end carried the output
+    per_job = (polls + results) / len(rows) if rows else 0.0
     out(
         f"{len(rows)} jobs: {counts['succeeded']} succeeded, {counts['failed']} failed, "
         f"{counts['cancelled']} cancelled while queued (not billed)"
@@ -108,9 +109,9 @@ def print_summary(board: Board, by_route: dict[str, int], *, wall: float) -> Non
         f"(simulated; shown in {wall:.1f} s at {board.speed:g}×)"
     )
     out(
-        f"requests: {by_route.get('submit', 0)} submits, {polls} status polls "
-        f"({per_job:.1f} per job; a fixed {NAIVE_POLL_SECONDS:g} s poll loop: ~{naive}), "
-        f"{by_route.get('result', 0)} result fetches, {by_route.get('cancel', 0)} cancel"
+        f"requests: {by_route.get('submit', 0)} submits, {polls} /status and {results}"
+        f" /result ({per_job:.1f} per job; a fixed {NAIVE_POLL_SECONDS:g} s /status loop and"
+        f" a /result each: ~{naive}), {by_route.get('cancel', 0)} cancel"
     )
     out(f"cost: ${billed:.2f} as reported by the API (include_cost=True)")
     out(f"files: {files} videos in {board.out}/")
