@@ -220,8 +220,7 @@ class PollScheduler:
         if not self.policy.learn:
             return
         self.run_times.record_run(model_id, shortest, longest)
-        for sleeper in self._learned.pop(model_id, ()):
-            _resolve(sleeper, False)
+        self._wake_learners(model_id)
 
     def record_drain(self, model_id: str, seconds_per_position: float, positions: int = 1) -> None:
         """Learn a queue drain; the model's first wakes its queued jobs to re-plan."""
@@ -230,8 +229,12 @@ class PollScheduler:
         first = self.run_times.drain(model_id) is None
         self.run_times.record_drain(model_id, seconds_per_position, positions)
         if first:
-            for sleeper in self._learned.pop(model_id, ()):
-                _resolve(sleeper, False)
+            self._wake_learners(model_id)
+
+    def _wake_learners(self, model_id: str) -> None:
+        """The model learned: its sleeping jobs wake to re-plan (their sleeps return False)."""
+        for sleeper in self._learned.pop(model_id, ()):
+            _resolve(sleeper, False)
 
     def sleep_until(self, at: float, model_id: str | None = None) -> Awaitable[bool]:
         """Sleep until ``at``; with a model, return False early when it learns a run time.

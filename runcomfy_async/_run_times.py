@@ -132,8 +132,7 @@ class RunTimes:
             ends.append(min(seen, finished.timestamp() + self._offset))
             estimate = self.estimate(model_id)
             if estimate is not None:  # each worker finishes at most once within `low`
-                latest = max(ends)
-                freed = sum(1 for f in ends if f > latest - 0.9 * estimate.low)
+                freed = len(_last_run(ends, estimate.low))
                 self._workers[model_id] = max(freed, self._workers.get(model_id, 0))
         return None if created is None else (finished - created).total_seconds()
 
@@ -177,7 +176,10 @@ class RunTimes:
         other users' jobs in the queue, or a drain rate measured across one step — a
         guess is only a hint."""
         facts = self._queue_facts(model_id)
-        return facts is not None and facts[2] <= _FIRM * facts[3]
+        if facts is None:
+            return False
+        _, _, by_drain, workers = facts
+        return by_drain <= _FIRM * workers
 
     def _queue_facts(self, model_id: str | None) -> tuple[float, list[float], float, int] | None:
         """The model's run time, its last run's finishes, its workers by the drain rate,
@@ -258,7 +260,8 @@ class RunTimes:
 
 
 def _last_run(ends: deque[float], run: float) -> list[float]:
-    """The finishes of the last run: one for each worker seen to free in it."""
+    """The finishes within (most of) ``run`` of the latest: one for each worker seen to
+    free in the last run."""
     latest = max(ends)
     return [f for f in ends if f > latest - 0.9 * run]
 

@@ -139,7 +139,7 @@ class Watcher:
                     self.model_id, position, self._answered_at
                 )
         start_at = guess if state is JobState.IN_QUEUE and guess != -math.inf else None
-        firm = start_at is not None and not self.shows_phases
+        may_aim = start_at is not None and not self.shows_phases
         plan = plan_next(
             sched.policy,
             self._answered_at,
@@ -155,7 +155,7 @@ class Watcher:
             leader=started is not None and sched.cold_leader(self.model_id, self, started[0]),
             since=self._since,
             start_at=start_at,
-            firm_start=firm and sched.run_times.firm_starts(self.model_id),
+            firm_start=may_aim and sched.run_times.firm_starts(self.model_id),
             rand=sched.rand(),
         )
         self._aimed = plan.finish

@@ -593,18 +593,25 @@ async def test_garbled_result_after_completion_is_fetched_again(sim: Simulator) 
 
 
 @pytest.mark.anyio
-async def test_deep_queue_runs_are_asked_for_their_result_at_their_guessed_finish() -> None:
+@pytest.mark.parametrize(
+    ("model", "inputs"),
+    [(WAN25, GOOD_INPUTS), ("acme/tone-voice/text-to-audio", {"prompt": "a low hum"})],
+)
+async def test_deep_queue_runs_are_asked_for_their_result_at_their_guessed_finish(
+    model: str, inputs: dict[str, str]
+) -> None:
     """16 run()s of 0.3 s on 2 workers, a queue 8 runs deep: once the first finishers have
     taught the run time, the drain rate and when each worker frees, a queued job's next
     poll is a /result at the finish its guessed start gives, so later jobs get no request
     at all while they run (1-8 of the last 8 a run; a poll for the start, then one for the
-    finish, as before: none)."""
+    finish, as before: none). The /result that sees the end is the output, whatever its
+    shape: Wan's video, or an audio model's ``output.audio``."""
     async with (
         Simulator(clock="wall", workers=2, run_seconds=0.3) as sim,
         Client(token=sim.token, base_url=sim.url) as client,
     ):
         with anyio.fail_after(30):
-            results = await asyncio.gather(*(client.run(WAN25, GOOD_INPUTS) for _ in range(16)))
+            results = await asyncio.gather(*(client.run(model, inputs) for _ in range(16)))
     offset = time.time() - time.monotonic()  # the log's times are the monotonic clock's
 
     def polled_while_running(request_id: str) -> int:
@@ -619,5 +626,6 @@ async def test_deep_queue_runs_are_asked_for_their_result_at_their_guessed_finis
         )
 
     assert all(r.output is not None for r in results)
+    assert all(r.output.urls for r in results if r.output is not None)
     assert any(polled_while_running(r.request_id) == 0 for r in results[8:])
     assert len(sim.log) / len(results) < 7.0
